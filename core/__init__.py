@@ -1,0 +1,1 @@
+"""dev-agent core: engine, sessions, policies, model access."""
