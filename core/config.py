@@ -247,6 +247,6 @@ def load_settings(env: Mapping[str, str] | None = None, overrides: Mapping[str, 
             fix = ENV_VARS[env_name][1] if env_name else "see README, section Configuration"
             msg = err["msg"].removeprefix("Value error, ")
             problems.append((f"{_describe(field, source)}: {msg} (got {values.get(field)!r})", fix))
-        first_msg, first_fix = problems[0]
+        first_fix = problems[0][1]
         message = "; ".join(p for p, _ in problems)
         raise ConfigError(f"invalid setting: {message}", hint=first_fix) from None

@@ -222,9 +222,21 @@ class ReviewFinished(Event):
 class RunFinished(Event):
     TYPE: ClassVar[str] = "run_finished"
     run_id: str = ""
-    status: Literal["done", "failed", "cancelled", "paused", "max_turns"]
+    status: Literal["done", "failed", "cancelled", "paused", "max_turns", "interrupted"]
     summary: str = ""
     turns: int = 0
+
+
+class Notice(Event):
+    """Something the operator should know that is not an error (policy reloaded, external edits...)."""
+
+    TYPE: ClassVar[str] = "notice"
+    message: str
+
+
+class ApprovalModeChanged(Event):
+    TYPE: ClassVar[str] = "approval_mode_changed"
+    mode: str
 
 
 class ErrorEvent(Event):

@@ -1,0 +1,297 @@
+"""Model access: the OpenAI-compatible client, endpoint discovery, error classification, `agent doctor` checks."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import openai
+from agents import ModelSettings, OpenAIChatCompletionsModel, OpenAIResponsesModel
+from agents.models.interface import Model
+from openai import AsyncOpenAI
+from openai.types.responses import (
+    ResponseCompletedEvent,
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseReasoningItem,
+)
+from openai.types.responses.response_reasoning_item import Summary
+
+from core.config import Settings
+from core.errors import EndpointError
+from core.textcalls import recover_tool_calls
+
+# Agent work needs room for the system prompt, tool schemas, files and command output.
+MIN_CONTEXT_FOR_AGENT = 8192
+RECOMMENDED_CONTEXT = 16384
+
+UNREACHABLE_HINT = (
+    "start the model server and make it reachable from here: in LM Studio enable 'Serve on Local Network' "
+    "(Developer tab) or run `lms server start --bind 0.0.0.0`; check that OPENAI_BASE_URL ends in /v1 "
+    "(from a container the host is host.docker.internal)"
+)
+
+
+@dataclass
+class EndpointInfo:
+    """What the endpoint told us about itself."""
+
+    base_url: str
+    models: list[str] = field(default_factory=list)
+    model: str | None = None
+    context_window: int | None = None
+    server: str = "openai-compatible"  # lmstudio | llama.cpp | openai | openai-compatible
+    loaded: bool | None = None
+    latency_ms: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def server_root(base_url: str) -> str:
+    """`http://host:1234/v1` -> `http://host:1234` (LM Studio's /api/v0 and llama.cpp's /props live there)."""
+    root = base_url.rstrip("/")
+    return root[: -len("/v1")] if root.endswith("/v1") else root
+
+
+def build_client(settings: Settings) -> AsyncOpenAI:
+    # Short connect timeout: an unreachable endpoint must fail fast with a hint. Long read timeout: a local
+    # model may JIT-load and prefill slowly on CPU. One retry only: a retried long prompt is paid twice.
+    return AsyncOpenAI(
+        base_url=settings.base_url,
+        api_key=settings.api_key.get_secret_value(),
+        timeout=openai.Timeout(600.0, connect=5.0),
+        max_retries=1,
+    )
+
+
+def model_settings(settings: Settings) -> ModelSettings:
+    # include_usage is required for usage on non-OpenAI URLs; max_tokens is always sent because small
+    # models can otherwise emit newlines forever (research/local-llm.md 3.1).
+    return ModelSettings(
+        temperature=settings.temperature,
+        include_usage=True,
+        parallel_tool_calls=False,
+        max_tokens=settings.max_tokens,
+    )
+
+
+_text_call_ids = itertools.count(1)
+
+
+def rewrite_text_tool_calls(output: list[Any], tool_names: frozenset[str]) -> list[Any]:
+    """Turn tool calls printed inside message text into function-call items; `<think>` into reasoning."""
+    new_output: list[Any] = []
+    for item in output:
+        if not isinstance(item, ResponseOutputMessage):
+            new_output.append(item)
+            continue
+        text = "".join(part.text for part in item.content if isinstance(part, ResponseOutputText))
+        if not text:
+            new_output.append(item)
+            continue
+        recovered = recover_tool_calls(text, tool_names)
+        if recovered.reasoning:
+            new_output.append(ResponseReasoningItem(
+                id="__think__", type="reasoning",
+                summary=[Summary(text=recovered.reasoning, type="summary_text")],
+            ))
+        if recovered.text != text.strip() or recovered.reasoning:
+            if recovered.text:
+                new_output.append(item.model_copy(update={"content": [
+                    ResponseOutputText(text=recovered.text, type="output_text", annotations=[])
+                ]}))
+        else:
+            new_output.append(item)
+        for call in recovered.calls:
+            new_output.append(ResponseFunctionToolCall(
+                type="function_call", name=call.name, arguments=call.arguments,
+                call_id=f"call_text_{int(time.time())}_{next(_text_call_ids)}", id="__fake_id__",
+                status="completed",
+            ))
+    return new_output
+
+
+class RecoveringChatCompletionsModel(OpenAIChatCompletionsModel):
+    """Chat Completions model that recovers tool calls a local model printed as text."""
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> Any:
+        response = await super().get_response(*args, **kwargs)
+        tools = args[3] if len(args) > 3 else kwargs.get("tools", [])
+        response.output = rewrite_text_tool_calls(list(response.output), _names(tools))
+        return response
+
+    async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        tools = args[3] if len(args) > 3 else kwargs.get("tools", [])
+        names = _names(tools)
+        async for event in super().stream_response(*args, **kwargs):
+            if isinstance(event, ResponseCompletedEvent):
+                event.response.output = rewrite_text_tool_calls(list(event.response.output), names)
+            yield event
+
+
+def _names(tools: Any) -> frozenset[str]:
+    return frozenset(getattr(t, "name", "") for t in tools or [] if getattr(t, "name", ""))
+
+
+def build_model(settings: Settings, client: AsyncOpenAI, model_id: str) -> Model:
+    if settings.use_chat_completions:
+        return RecoveringChatCompletionsModel(model=model_id, openai_client=client)
+    return OpenAIResponsesModel(model=model_id, openai_client=client)
+
+
+def classify_error(exc: BaseException, settings: Settings | None = None) -> EndpointError:
+    """Map a client/SDK exception to an EndpointError whose hint says what to do."""
+    if isinstance(exc, EndpointError):
+        return exc
+    base = settings.base_url if settings else "the endpoint"
+    body = _error_text(exc)
+    low = body.lower()
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, openai.APITimeoutError):
+        return EndpointError(f"the model at {base} did not answer in time", kind="timeout",
+                             hint="the model may still be loading or the prompt is long for this machine; "
+                                  "retry, or use a smaller model")
+    if isinstance(exc, (openai.APIConnectionError, httpx2.ConnectError, ConnectionError, OSError)):
+        return EndpointError(f"cannot reach the model endpoint {base}", kind="unreachable",
+                             hint=UNREACHABLE_HINT)
+    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)) or status in (401, 403):
+        return EndpointError(f"the endpoint {base} refused the API key ({status})", kind="auth", status=status,
+                             hint="set OPENAI_API_KEY to a valid key (LM Studio: the token from 'Require "
+                                  "Authentication', or turn that setting off)")
+    if "no models loaded" in low or "model is not loaded" in low or "model not loaded" in low:
+        return EndpointError("the endpoint has no model loaded", kind="model_not_loaded", status=status,
+                             hint="load a model in LM Studio (`lms load <model>`) or enable Just-in-Time loading")
+    if any(s in low for s in ("context length", "context window", "n_keep", "n_ctx", "context size",
+                              "maximum context", "context_length_exceeded", "too many tokens")):
+        return EndpointError("the conversation no longer fits the model's context window", kind="context_overflow",
+                             status=status,
+                             hint="load the model with a larger context (LM Studio: `lms load <model> "
+                                  "--context-length 32768`) or start a new session")
+    if "model_not_found" in low or "invalid model identifier" in low or (
+            status == 404 and "model" in low and "not found" in low):
+        return EndpointError(f"the endpoint does not know the model{_model_suffix(settings)}", kind="model_not_found",
+                             status=status, hint="set AGENT_MODEL to one of the ids `agent doctor` lists")
+    if status == 404:
+        return EndpointError(f"{base} answered 404 Not Found", kind="not_found", status=status,
+                             hint="check that OPENAI_BASE_URL ends in /v1, e.g. http://host.docker.internal:1234/v1")
+    if status is not None and status >= 500:
+        return EndpointError(f"the model server failed ({status}): {body[:200]}", kind="server_error", status=status,
+                             hint="retry; if it keeps failing, check the server's log (LM Studio: Developer tab)")
+    if status is not None:
+        return EndpointError(f"the endpoint rejected the request ({status}): {body[:300]}", kind="bad_request",
+                             status=status, hint="check the model supports tool calling; see `agent doctor`")
+    return EndpointError(f"model call failed: {type(exc).__name__}: {body[:300]}", kind="unknown",
+                         hint="retry; run `agent doctor` to check the endpoint")
+
+
+def _model_suffix(settings: Settings | None) -> str:
+    return f" {settings.model!r}" if settings and settings.model else ""
+
+
+def _error_text(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("code") or json.dumps(err))
+        return str(err)
+    if isinstance(body, str):
+        return body
+    return str(exc)
+
+
+async def discover(settings: Settings, *, timeout_s: float = 5.0) -> EndpointInfo:
+    """Ask the endpoint which models it serves and how large the loaded context is.
+
+    Raises EndpointError (classified) when the endpoint cannot be reached or refuses us.
+    """
+    info = EndpointInfo(base_url=settings.base_url)
+    headers = {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
+    root = server_root(settings.base_url)
+    started = time.perf_counter()
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 3.0)),
+                                  headers=headers) as http:
+        try:
+            resp = await http.get(f"{settings.base_url}/models")
+        except (httpx2.HTTPError, OSError) as exc:
+            raise EndpointError(f"cannot reach the model endpoint {settings.base_url} ({type(exc).__name__})",
+                                kind="unreachable", hint=UNREACHABLE_HINT) from exc
+        info.latency_ms = (time.perf_counter() - started) * 1000
+        if resp.status_code in (401, 403):
+            raise EndpointError(f"the endpoint {settings.base_url} refused the API key ({resp.status_code})",
+                                kind="auth", status=resp.status_code,
+                                hint="set OPENAI_API_KEY to a valid key (LM Studio: the token from 'Require "
+                                     "Authentication', or turn that setting off)")
+        if resp.status_code == 404:
+            raise EndpointError(f"{settings.base_url}/models answered 404", kind="not_found", status=404,
+                                hint="check that OPENAI_BASE_URL ends in /v1, e.g. http://host.docker.internal:1234/v1")
+        if resp.status_code >= 400:
+            raise EndpointError(f"{settings.base_url}/models answered {resp.status_code}: {resp.text[:200]}",
+                                kind="server_error", status=resp.status_code, hint="check the model server's log")
+        try:
+            data = resp.json().get("data", [])
+        except (ValueError, AttributeError) as exc:
+            raise EndpointError(f"{settings.base_url}/models did not return OpenAI-style JSON", kind="bad_response",
+                                hint="check OPENAI_BASE_URL points at an OpenAI-compatible server") from exc
+        entries = [d for d in data if isinstance(d, dict) and d.get("id")]
+        info.models = [str(d["id"]) for d in entries]
+        if "api.openai.com" in settings.base_url:
+            info.server = "openai"
+        if any(isinstance(d.get("meta"), dict) or d.get("owned_by") == "llamacpp" for d in entries):
+            info.server = "llama.cpp"
+        info.model = settings.model or (info.models[0] if info.models else None)
+        if settings.model and info.models and settings.model not in info.models:
+            info.warnings.append(f"AGENT_MODEL={settings.model!r} is not among the listed models "
+                                 f"({', '.join(info.models[:8])})")
+        await _context_window(http, root, info, entries)
+    if not info.models:
+        raise EndpointError(f"{settings.base_url} lists no models", kind="model_not_loaded",
+                            hint="load a model in LM Studio (`lms load <model>`) or enable Just-in-Time loading")
+    if info.context_window is not None and info.context_window < MIN_CONTEXT_FOR_AGENT:
+        info.warnings.append(
+            f"the loaded context window is {info.context_window} tokens; agent work needs at least "
+            f"{MIN_CONTEXT_FOR_AGENT} (better {RECOMMENDED_CONTEXT}+): reload the model with a larger context, "
+            f"e.g. `lms load {info.model} --context-length {RECOMMENDED_CONTEXT * 2}`")
+    return info
+
+
+async def _context_window(http: httpx2.AsyncClient, root: str, info: EndpointInfo,
+                          entries: list[dict[str, Any]]) -> None:
+    """LM Studio: /api/v0/models (loaded context). llama.cpp: /props n_ctx, else /v1/models meta."""
+    if info.server in ("openai-compatible",):
+        try:
+            resp = await http.get(f"{root}/api/v0/models")
+            if resp.status_code == 200:
+                for d in resp.json().get("data", []):
+                    if isinstance(d, dict) and d.get("id") == info.model:
+                        info.server = "lmstudio"
+                        info.loaded = d.get("state") == "loaded"
+                        ctx = d.get("loaded_context_length") or d.get("max_context_length")
+                        info.context_window = int(ctx) if ctx else None
+                        if info.loaded is False:
+                            info.warnings.append(f"model {info.model!r} is not loaded yet; LM Studio will load it "
+                                                 "on first use (Just-in-Time), which can take a while")
+                        return
+        except (httpx2.HTTPError, ValueError, OSError):
+            pass
+    if info.server == "llama.cpp":
+        try:
+            resp = await http.get(f"{root}/props")
+            if resp.status_code == 200:
+                props = resp.json()
+                n_ctx = (props.get("default_generation_settings") or {}).get("n_ctx") or props.get("n_ctx")
+                if n_ctx:
+                    info.context_window = int(n_ctx)
+                    info.loaded = True
+                    return
+        except (httpx2.HTTPError, ValueError, OSError):
+            pass
+        for d in entries:
+            meta = d.get("meta") if isinstance(d.get("meta"), dict) else {}
+            if d.get("id") == info.model and meta.get("n_ctx_train"):
+                info.context_window = int(meta["n_ctx_train"])
