@@ -17,12 +17,17 @@ _WORD_END = set(" \t\r\n;&|()<>")
 _OPERATORS = ("&&", "||", "|&", ";;", "|", ";", "&")
 _REDIRECT = re.compile(r"(\d{1,9})?(&>>|&>|>>|>\||>&|<<<|<<-|<<|<&|<>|>|<)")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\+?=")
-_BRACE_EXPANSION = re.compile(r"\{[^{}]*(?:,|\.\.)[^{}]*\}")
+# Unquoted text that the shell would expand: globs and brace expansion (`[` alone is the test command).
+_GLOB = re.compile(r"[*?]|\[[^\]]+\]|\{[^{}]*(?:,|\.\.)[^{}]*\}")
 _WRITE_OPS = frozenset({">", ">>", ">|", "&>", "&>>", "<>", ">&"})
 
 # Reserved words that only introduce or close a compound command: the command after them is what runs.
 _LEADING_KEYWORDS = frozenset({"!", "if", "then", "elif", "else", "do", "while", "until"})
+_KEYWORD_AT = re.compile(r"(?:!|if|then|elif|else|do|while|until|time(?:[ \t]+-p)?)(?=[ \t\n]|$)")
 _CLOSING_KEYWORDS = frozenset({"fi", "done", "esac"})
+# A wrapper execs a program; given one of these, bash would fail, but a model may mean the group to run.
+RESERVED_WORDS = frozenset({"{", "}", "!", "if", "then", "else", "elif", "fi", "do", "done", "while", "until",
+                             "for", "case", "esac", "select", "function", "in", "[[", "]]"})
 # Builtins that do not exist as programs, so a command using them must run through a shell.
 _SHELL_BUILTINS = frozenset({
     "cd", "export", "set", "unset", "alias", "unalias", "source", ".", "eval", "exec", "command", "builtin",
@@ -116,8 +121,10 @@ def parse_command(text: str) -> ParsedCommand:
     parser.parse_all()
     if not parser.parts:
         raise CommandParseError("the command contains no command (only comments or blank lines): pass a command")
+    # Several commands (one per line, say) need a shell to run them in order.
+    needs_shell = parser.needs_shell or len(parser.top_level) != 1
     words = parser.top_level[0] if len(parser.top_level) == 1 else None
-    return ParsedCommand(text=text, parts=tuple(parser.parts), needs_shell=parser.needs_shell, _words=words)
+    return ParsedCommand(text=text, parts=tuple(parser.parts), needs_shell=needs_shell, _words=words)
 
 
 @dataclass
@@ -226,9 +233,13 @@ class _Parser:
                 return op
         return None
 
+    @property
+    def level(self) -> int:
+        return self.depth + self.nesting
+
     def child(self, text: str) -> _Parser:
         """Parse text found inside this command (backticks, `sh -c`, eval) and adopt its parts."""
-        sub = _Parser(text, self.depth + 1)
+        sub = _Parser(text, self.level + 1)
         sub.parse_all()
         self.parts.extend(sub.parts)
         return sub
@@ -242,6 +253,7 @@ class _Parser:
 
     def parse_list(self, closer: str | None) -> None:
         """Commands separated by operators, up to `closer` (`)` or `}`) or the end of the text."""
+        self.depth_guard()
         pending: str | None = None  # a binary operator still waiting for its right-hand command
         while True:
             self.skip_blanks()
@@ -288,8 +300,6 @@ class _Parser:
     def newline(self) -> None:
         """Consume a newline and the bodies of here-documents started on the line it ends."""
         self.pos += 1
-        if self.nesting == 0 and self.depth == 0 and self.heredocs == [] and self.top_level:
-            self.needs_shell = True  # several lines are several commands
         while self.heredocs:
             delimiter, expands, strip_tabs = self.heredocs.pop(0)
             body_start = self.pos
@@ -305,20 +315,21 @@ class _Parser:
                 if (line.lstrip("\t") if strip_tabs else line) == delimiter:
                     break
             if expands:
-                sub = _Parser(self.text[body_start:body_end], self.depth + 1)
+                sub = _Parser(self.text[body_start:body_end], self.level + 1)
                 sub.read_double_quoted(until_end=True)
                 self.parts.extend(sub.parts)
 
     def parse_command(self) -> None:
+        self.skip_leading_keywords()
         c = self.peek()
         if c == "(":
             self.needs_shell = True
             self.nesting += 1
-            if self.peek(1) == "(":
-                self.pos += 2
-                self.read_arithmetic()
-            else:
-                self.pos += 1
+            start = self.pos
+            self.pos += 2
+            if not (self.text.startswith("((", start) and self.read_arithmetic()):
+                # Not `((expr))`: bash reads it as nested subshells, and so must we.
+                self.pos = start + 1
                 self.parse_list(")")
             self.nesting -= 1
             self.trailing_redirects()
@@ -331,6 +342,16 @@ class _Parser:
             self.trailing_redirects()
         else:
             self.parse_simple()
+
+    def skip_leading_keywords(self) -> None:
+        """`!`, `if`, `while`, `time -p`... before a command: what follows may be a group or subshell."""
+        while True:
+            m = _KEYWORD_AT.match(self.text, self.pos)
+            if not m:
+                return
+            self.needs_shell = True
+            self.pos = m.end()
+            self.skip_blanks()
 
     def trailing_redirects(self) -> None:
         """Redirections after `( ... )` or `{ ...; }` apply to the whole group: recorded as a part of their own."""
@@ -350,15 +371,16 @@ class _Parser:
                              "put an operator such as ';' or '&&' before it")
 
     def parse_simple(self) -> None:
-        start = self.pos
+        start = end = self.pos
         words: list[_Word] = []
         redirects: list[tuple[str, str]] = []
         while True:
+            end = max(end, self.pos)
             self.skip_blanks()
             if self.at_end():
                 break
             c = self.peek()
-            if c == "#" and not words and not redirects:
+            if c == "#":  # at the start of a word: a comment to the end of the line
                 self.skip_comment()
                 break
             if c in "<>" and self.peek(1) == "(":
@@ -367,7 +389,7 @@ class _Parser:
                 words.append(word)
                 continue
             m = _REDIRECT.match(self.text, self.pos) if (c in "<>&" or c.isdigit()) else None
-            if m and (m.group(2) != "&>" or c == "&"):
+            if m and (not m.group(2).startswith("&") or c == "&"):
                 redirects.append(self.read_redirect(m))
                 continue
             if c in "\n;&|)":
@@ -375,13 +397,11 @@ class _Parser:
             if c == "(":
                 raise self.error("unexpected '(' inside a command",
                                  "quote it (\"(\"), or start a subshell only at the beginning of a command")
-            if c == "}" and words and False:
-                break
             word = self.read_word()
             if word is None:
                 break
             words.append(word)
-        raw = self.text[start:self.pos].strip()
+        raw = self.text[start:end].strip()
         self.finish_simple(words, redirects, raw)
 
     def finish_simple(self, words: list[_Word], redirects: list[tuple[str, str]], raw: str) -> None:
@@ -399,6 +419,9 @@ class _Parser:
             i += 1
         rest = words[i:]
         argv = tuple(w.value for w in rest)
+        if assignments and argv and not rest[0].quoted and argv[0] in RESERVED_WORDS:
+            raise self.error(f"'{argv[0]}' after the assignment '{assignments[-1]}' is not shell syntax but a "
+                             f"program name", f"put the assignment inside, e.g. {{ {assignments[-1]} cmd; }}")
         if any(w.expanded for w in words):
             self.needs_shell = True
         if redirects:
@@ -414,34 +437,39 @@ class _Parser:
                assignments: tuple[str, ...], raw: str) -> list[CommandPart]:
         """The parts a command really runs: look through wrappers to the command they start."""
         if not argv:
-            return [CommandPart((), raw, wrappers, redirects, assignments)] if redirects else []
+            # Kept when it still does something: creates a file, or sets a variable later commands see.
+            return [CommandPart((), raw, wrappers, redirects, assignments)] if redirects or assignments else []
         name = normalized_argv(argv)[0]
         here = CommandPart(argv, raw, wrappers, redirects, assignments)
         if name in PRIVILEGE_WRAPPERS:
             # Kept as a part of its own (so a rule on `sudo` judges it) and looked through.
             rest = self.skip_privilege_options(argv, _SUDO_ARG_OPTS if name == "sudo" else _DOAS_ARG_OPTS)
+            self.refuse_keyword(name, rest)
             own = CommandPart(argv, raw, wrappers, (), assignments)
             inner = self.unwrap(rest, (*wrappers, name), redirects, (), shlex.join(rest)) if rest else []
             return [own, *inner]
         if name in _WRAPPERS:
             rest, extra_redirects = self.skip_wrapper_options(name, argv)
+            self.refuse_keyword(name, rest)
             if not rest:
                 rest = _WRAPPERS[name].empty_command
                 if not rest:
                     return [here]
+            if name == "env":  # `env VAR=x cmd` sets the variable just like `VAR=x cmd`
+                assignments += tuple(w for w in argv[1:len(argv) - len(rest)] if _ASSIGNMENT.match(w))
             return self.unwrap(rest, (*wrappers, name), redirects + extra_redirects, assignments, shlex.join(rest))
         if name in SHELLS:
             script = self.shell_command_string(name, argv)
             if script is None:
                 return [here]
             self.needs_shell = True
-            sub = _Parser(script, self.depth + 1)
+            sub = _Parser(script, self.level + 1)
             sub.parse_all()
             return [CommandPart(p.argv, p.raw, (*wrappers, name, *p.wrappers), p.redirects + redirects,
                                 p.assignments) for p in sub.parts]
         if name == "eval":
             self.needs_shell = True
-            sub = _Parser(" ".join(argv[1:]), self.depth + 1) if len(argv) > 1 else None
+            sub = _Parser(" ".join(argv[1:]), self.level + 1) if len(argv) > 1 else None
             if sub is None:
                 return [here]
             sub.parse_all()
@@ -450,6 +478,15 @@ class _Parser:
         if name == "find":
             return self.unwrap_find(argv, wrappers, redirects, assignments, raw)
         return [here]
+
+    def refuse_keyword(self, wrapper: str, rest: tuple[str, ...]) -> None:
+        """A wrapper runs a program: shell keywords and assignments after it are not what they seem."""
+        if rest and rest[0] in RESERVED_WORDS:
+            raise self.error(f"'{wrapper}' cannot run the shell keyword '{rest[0]}' (it runs programs, not shell "
+                             f"syntax)", f"run it as {wrapper} bash -c '...' or drop '{wrapper}'")
+        if rest and _ASSIGNMENT.match(rest[0]) and wrapper != "env":
+            raise self.error(f"'{wrapper}' would run a program named '{rest[0]}'",
+                             f"put the assignment before '{wrapper}' or use env {rest[0]}")
 
     def skip_privilege_options(self, argv: tuple[str, ...], arg_opts: frozenset[str]) -> tuple[str, ...]:
         i = 1
@@ -599,6 +636,7 @@ class _Parser:
                 raise self.error(f"find {argv[i]} has no closing ';' or '+'", f"end it with \\; e.g. "
                                  f"find . -name '*.py' {argv[i]} wc -l {{}} \\;")
             command = argv[i + 1:end]
+            self.refuse_keyword(f"find {argv[i]}", command)
             if not command:
                 raise self.error(f"find {argv[i]} has no command", "put the command between it and ';'")
             parts.extend(self.unwrap(command, (*wrappers, "find"), (), (), shlex.join(command)))
@@ -611,7 +649,9 @@ class _Parser:
         self.pos = m.end()
         self.needs_shell = True
         self.skip_blanks()
-        word = self.read_word() if not self.at_end() and self.peek() not in _WORD_END else None
+        target_starts = not self.at_end() and (self.peek() not in _WORD_END
+                                               or self.text.startswith(("<(", ">("), self.pos))
+        word = self.read_word() if target_starts else None
         if word is None:
             raise self.error(f"the redirection '{fd}{op}' has no target", "put a file name after it")
         if op in ("<<", "<<-"):
@@ -675,18 +715,17 @@ class _Parser:
             elif c in "$`":
                 literal = self.read_expansion()
                 out.append(literal)
-                bare.append(literal if c == "$" and len(literal) == 1 else "")
                 if literal != "$":
                     word.expanded = True
             else:
-                if c in "*?[" or (c == "~" and self.pos == start):
+                if c == "~" and self.pos == start:
                     word.expanded = True
                 out.append(c)
                 bare.append(c)
                 self.pos += 1
         if self.pos == start:
             return None
-        if _BRACE_EXPANSION.search("".join(bare)):
+        if _GLOB.search("".join(bare)):
             word.expanded = True
         word.value = "".join(out)
         word.raw = text[start:self.pos]
@@ -755,9 +794,10 @@ class _Parser:
             return text[start:self.pos]
         if text.startswith("$((", start):
             self.pos += 3
-            self.read_arithmetic()
-        elif text.startswith("$(", start):
-            self.pos += 2
+            if self.read_arithmetic():
+                return text[start:self.pos]
+        if text.startswith("$(", start):
+            self.pos = start + 2
             self.nesting += 1
             self.parse_list(")")
             self.nesting -= 1
@@ -769,23 +809,32 @@ class _Parser:
             self.pos = m.end() if m else start + 1
         return text[start:self.pos]
 
-    def read_arithmetic(self) -> None:
-        """Skip to the `))` closing `$((` or `((`, parsing any command substitution inside."""
+    def read_arithmetic(self) -> bool:
+        """After `((` or `$((`: skip an arithmetic expression, parsing command substitutions inside.
+
+        Like bash, it is arithmetic only when the `)` matching the second `(` is followed at once by
+        another `)`; otherwise (`((cmd) ; (cmd))`) it returns False and the caller reads subshells.
+        """
         self.depth_guard()
         depth = 2
         text = self.text
-        while depth:
+        while True:
             if self.pos >= len(text):
                 raise self.error("an arithmetic '((' is never closed", "close it with '))'")
             c = text[self.pos]
             if c in "$`" and (c == "`" or text[self.pos + 1:self.pos + 2] in ("(", "{")):
                 self.read_expansion()
                 continue
+            self.pos += 1
             if c == "(":
                 depth += 1
             elif c == ")":
                 depth -= 1
-            self.pos += 1
+                if depth == 1:
+                    if self.peek() == ")":
+                        self.pos += 1
+                        return True
+                    return False
 
     def read_braced_parameter(self) -> None:
         """Skip to the `}` closing `${`, parsing quotes and substitutions inside (`${x:-$(cmd)}`)."""
@@ -820,7 +869,6 @@ class _Parser:
                 self.pos += 1
 
     def depth_guard(self) -> None:
-        self.nesting += 0
         if self.nesting + self.depth > MAX_NESTING:
             raise CommandParseError(f"the command nests more than {MAX_NESTING} levels deep: simplify it")
 
@@ -852,7 +900,7 @@ class _Parser:
                 out.append(chr(int(digits, 8) & 0xFF))
             elif nxt in "xuU":
                 width = {"x": 2, "u": 4, "U": 8}[nxt]
-                m = re.compile(r"[0-9A-Fa-f]{1,%d}" % width).match(text, self.pos)
+                m = re.compile(f"[0-9A-Fa-f]{{1,{width}}}").match(text, self.pos)
                 if not m:
                     out.append("\\" + nxt)
                     continue

@@ -145,6 +145,7 @@ class Engine:
         self._msg_counter = 0
         self._turns = 0
         self._run_id = ""
+        self._usage_totals = {"input": 0, "output": 0, "requests": 0}
 
     # ----------------------------------------------------------------- public API
 
@@ -184,6 +185,9 @@ class Engine:
             for ev in self.history:
                 if isinstance(ev, ApprovalModeChanged) and ev.mode in APPROVAL_MODES:
                     self.mode = ev.mode  # type: ignore[assignment]
+                elif isinstance(ev, Usage):  # token totals continue across processes
+                    self._usage_totals = {"input": ev.input_tokens, "output": ev.output_tokens,
+                                          "requests": ev.requests}
         if check_endpoint and self.endpoint is None:
             self.endpoint = await discover(settings)
         install_local_tracing(settings.state_dir)
@@ -196,7 +200,12 @@ class Engine:
             settings=settings, workspace=self.workspace, policies=self.policies, checkpoints=self.checkpoints,
             audit=self.audit, budget=BudgetTracker(self.policies.current.budgets), mode=self.mode,
             session_rules=self._rules_from_history())
-        self.policies.add_listener(self._on_policy_reload)
+        self._unsubscribe_policy = self.policies.subscribe(self._on_policy_reload)
+        try:  # SIGHUP reloads the policies without a restart (main thread of a Unix process only)
+            self.policies.install_sighup_handler(asyncio.get_running_loop())
+            self._sighup = True
+        except (RuntimeError, ValueError, NotImplementedError):
+            self._sighup = False
         self._started = True
         if not self.history:
             self._emit(SessionStarted(session_id=self.session.id, workspace=str(self.workspace.root),
@@ -301,6 +310,9 @@ class Engine:
                     self._task.cancel()
         if self._started:
             self.memory.close()
+            self._unsubscribe_policy()
+            if self._sighup:
+                self.policies.remove_sighup_handler(asyncio.get_running_loop())
         self.session.close()
 
     # ----------------------------------------------------------------- recording
@@ -396,7 +408,7 @@ class Engine:
         parts = [f"Task: {goal}", f"The executor says: {executor_output[:1500]}"]
         from tools.git_tools import git_diff  # local: only review needs it
 
-        diff = await asyncio.to_thread(git_diff, self.workspace.root, None)
+        diff = await asyncio.to_thread(git_diff, self.workspace.root, None, hidden=self.workspace.rules.is_hidden)
         if "not a git repository" in diff:
             changed = [ev.path for ev in self.history if isinstance(ev, FileChanged) and ev.source == "agent"]
             diff = "Files written: " + ", ".join(dict.fromkeys(changed)) if changed else "No file changes recorded."
@@ -551,12 +563,14 @@ class Engine:
             self._emit(AssistantMessage(message_id=msg_id, text=answer, role=role))
         usage = response.usage
         if usage is not None:
-            total = self._result.context_wrapper.usage if self._result else None
+            totals = self._usage_totals
+            totals["input"] += usage.input_tokens or 0
+            totals["output"] += usage.output_tokens or 0
+            totals["requests"] += 1
             context_used = (usage.input_tokens or 0) + (usage.output_tokens or 0)
-            self._emit(Usage(input_tokens=total.input_tokens if total else usage.input_tokens,
-                             output_tokens=total.output_tokens if total else usage.output_tokens,
-                             total_tokens=total.total_tokens if total else usage.total_tokens,
-                             requests=total.requests if total else 1, context_used=context_used,
+            self._emit(Usage(input_tokens=totals["input"], output_tokens=totals["output"],
+                             total_tokens=totals["input"] + totals["output"], requests=totals["requests"],
+                             context_used=context_used,
                              context_limit=self.endpoint.context_window if self.endpoint else None))
             refusal = self.runtime.budget.add_tokens((usage.input_tokens or 0) + (usage.output_tokens or 0))
             if refusal and self._result is not None:
@@ -640,7 +654,10 @@ class Engine:
         started = self._call_started_at.pop(call_id, None)
         duration = (time.monotonic() - started) * 1000 if started else 0.0
         self._calls_finished.add(call_id)
-        self._emit(ToolCallFinished(call_id=call_id, tool=self._call_tools.get(call_id, ""), ok=status == "ok",
+        tool = self._call_tools.get(call_id) or next(
+            (getattr(e, "tool", "") for e in reversed(self.history)
+             if isinstance(e, (ToolCallRequested, ToolCallStarted, ApprovalRequested)) and e.call_id == call_id), "")
+        self._emit(ToolCallFinished(call_id=call_id, tool=tool, ok=status == "ok",
                                     status=status, duration_ms=round(duration, 1),  # type: ignore[arg-type]
                                     output_preview=_preview(output), output_chars=len(output),
                                     diff=self.runtime.diffs.pop(call_id, None)))
@@ -732,6 +749,10 @@ class Engine:
                 message = f"{REJECTED_PREFIX}: {reason}" if reason else f"{REJECTED_PREFIX}."
                 state.reject(item, rejection_message=message)
         self._awaiting_output = {r.call_id for r in self.pending_approvals}
+        now = time.monotonic()  # a decided call's duration runs from the decision, not from the request
+        for request in self.pending_approvals:
+            self._call_started_at[request.call_id] = now
+            self._call_tools[request.call_id] = request.tool
         self.pending_approvals = []
         paused, self._paused = self._paused, {}
         self._state = None

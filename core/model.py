@@ -116,26 +116,59 @@ def rewrite_text_tool_calls(output: list[Any], tool_names: frozenset[str]) -> li
     return new_output
 
 
+def normalize_arguments(arguments: str, schema: dict[str, Any]) -> str:
+    """Fill omitted optional arguments with their defaults and drop undeclared ones.
+
+    The SDK only consults a tool's `needs_approval` policy when the raw arguments equal the validated
+    ones; otherwise it asks the operator (failing closed). Small models routinely omit optional
+    arguments, which would turn every policy-allowed command into an approval prompt.
+    """
+    try:
+        args = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return arguments
+    props = schema.get("properties")
+    if not isinstance(args, dict) or not isinstance(props, dict):
+        return arguments
+    normalized = {k: v for k, v in args.items() if k in props}
+    for name, spec in props.items():
+        if name in normalized or not isinstance(spec, dict):
+            continue
+        if "default" in spec:
+            normalized[name] = spec["default"]
+        elif any(isinstance(alt, dict) and alt.get("type") == "null" for alt in spec.get("anyOf", [])):
+            normalized[name] = None
+    return arguments if normalized == args else json.dumps(normalized, ensure_ascii=False)
+
+
+def normalize_output(output: list[Any], tools: Any) -> list[Any]:
+    """Recover text tool calls, then normalize every function call's arguments to its tool's schema."""
+    schemas = {getattr(t, "name", ""): getattr(t, "params_json_schema", None) for t in tools or []}
+    out = rewrite_text_tool_calls(output, frozenset(n for n in schemas if n))
+    for i, item in enumerate(out):
+        schema = schemas.get(item.name) if isinstance(item, ResponseFunctionToolCall) else None
+        if isinstance(schema, dict):
+            fixed = normalize_arguments(item.arguments, schema)
+            if fixed != item.arguments:
+                out[i] = item.model_copy(update={"arguments": fixed})
+    return out
+
+
 class RecoveringChatCompletionsModel(OpenAIChatCompletionsModel):
     """Chat Completions model that recovers tool calls a local model printed as text."""
 
     async def get_response(self, *args: Any, **kwargs: Any) -> Any:
         response = await super().get_response(*args, **kwargs)
         tools = args[3] if len(args) > 3 else kwargs.get("tools", [])
-        response.output = rewrite_text_tool_calls(list(response.output), _names(tools))
+        response.output = normalize_output(list(response.output), tools)
         return response
 
     async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         tools = args[3] if len(args) > 3 else kwargs.get("tools", [])
-        names = _names(tools)
         async for event in super().stream_response(*args, **kwargs):
             if isinstance(event, ResponseCompletedEvent):
-                event.response.output = rewrite_text_tool_calls(list(event.response.output), names)
+                event.response.output = normalize_output(list(event.response.output), tools)
             yield event
-
-
-def _names(tools: Any) -> frozenset[str]:
-    return frozenset(getattr(t, "name", "") for t in tools or [] if getattr(t, "name", ""))
 
 
 def build_model(settings: Settings, client: AsyncOpenAI, model_id: str) -> Model:

@@ -263,7 +263,7 @@ def git_status(ctx: ToolContext[ToolRuntime]) -> str:
     """Show the git status of the workspace (branch, staged, unstaged and untracked files)."""
     started = time.perf_counter()
     rt, _ = _start(ctx, "git_status", {})
-    out = git_tools.git_status(rt.workspace.root)
+    out = git_tools.git_status(rt.workspace.root, hidden=rt.workspace.rules.is_hidden)
     _finish(rt, ctx.tool_call_id, "git_status", {}, started)
     return out
 
@@ -278,7 +278,7 @@ def git_diff(ctx: ToolContext[ToolRuntime], path: str | None = None) -> str:
     started = time.perf_counter()
     rt, _ = _start(ctx, "git_diff", {"path": path})
     rel = rt.workspace.relative(rt.workspace.resolve(path)) if path else None
-    out = git_tools.git_diff(rt.workspace.root, rel)
+    out = git_tools.git_diff(rt.workspace.root, rel, hidden=rt.workspace.rules.is_hidden)
     _finish(rt, ctx.tool_call_id, "git_diff", {"path": path}, started)
     return out
 

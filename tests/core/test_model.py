@@ -111,3 +111,18 @@ async def test_connection_refused_is_unreachable(tmp_path: Path) -> None:
     with pytest.raises(openai.APIConnectionError) as info:
         await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
     assert classify_error(info.value, settings).kind == "unreachable"
+
+
+def test_normalize_arguments_fills_defaults_and_drops_unknown_keys() -> None:
+    from core.model import normalize_arguments
+
+    schema = {"properties": {"command": {"type": "string"},
+                             "timeout_s": {"anyOf": [{"type": "number"}, {"type": "null"}]},
+                             "replace_all": {"type": "boolean", "default": False}}}
+    import json
+
+    assert json.loads(normalize_arguments('{"command": "ls", "extra": 1}', schema)) == {
+        "command": "ls", "timeout_s": None, "replace_all": False}
+    complete = '{"command": "ls", "timeout_s": 5, "replace_all": true}'
+    assert normalize_arguments(complete, schema) == complete
+    assert normalize_arguments('{"command": "ls"', schema) == '{"command": "ls"', "malformed JSON is left alone"

@@ -1,0 +1,265 @@
+"""Pilot tests for the session picker: listing, filtering, keys, marks for other and broken sessions, 1,000 rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import App
+from textual.widgets import DataTable, Input, Static
+
+from tui.screens.session_picker import SessionPickerScreen, relative_time, shorten_path
+
+NOW = 1_790_000_000.0
+WORKSPACE = "/work/ws"
+SIZE = (120, 40)
+
+
+@dataclass
+class Row:
+    """Stands in for the session store's SessionSummary."""
+
+    id: str
+    title: str
+    workspace: str = WORKSPACE
+    model: str | None = "qwen3-coder-30b"
+    updated: float = NOW - 120
+    status: str = "done"
+    event_count: int = 10
+    other_workspace: bool = False
+    broken: bool = False
+    problem: str = ""
+
+
+def sample_rows() -> list[Row]:
+    return [
+        Row("a1b2c3", "Fix the failing login test", status="running", event_count=42),
+        Row("d4e5f6", "Add a --json flag to the export command", updated=NOW - 3 * 3600, status="paused"),
+        Row("g7h8i9", "", model=None, updated=NOW - 30, status="new", event_count=1),
+        Row(
+            "j1k2l3",
+            "Refactor the [config] loader",
+            workspace="/srv/other-service",
+            model="gpt-oss-20b",
+            updated=NOW - 26 * 3600,
+            other_workspace=True,
+            event_count=311,
+        ),
+        Row("m4n5o6", "Upgrade pydantic", updated=NOW - 5 * 86400, status="failed", event_count=77),
+        Row("p7q8r9", "Write the README", updated=NOW - 10 * 86400, status="interrupted", event_count=23),
+        Row("s1t2u3", "Speed up the test suite", updated=NOW - 40 * 60, status="cancelled", event_count=9),
+        Row(
+            "v4w5x6",
+            "Port the CLI to click",
+            model=None,
+            updated=NOW - 3 * 86400,
+            status="broken",
+            event_count=0,
+            broken=True,
+            problem="events.jsonl line 12 is not JSON",
+        ),
+    ]
+
+
+class PickerHost(App[None]):
+    """Pushes one picker on mount and collects what it dismisses with."""
+
+    def __init__(self, screen: SessionPickerScreen) -> None:
+        super().__init__()
+        self.picker = screen
+        self.results: list[str | None] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(self.picker, self.results.append)
+
+
+def make_picker(rows: list[object] | None = None) -> SessionPickerScreen:
+    return SessionPickerScreen(sample_rows() if rows is None else rows, current_workspace=WORKSPACE, now=lambda: NOW)
+
+
+def table_text(picker: SessionPickerScreen) -> list[str]:
+    table = picker.query_one(DataTable)
+    return [
+        " | ".join(str(getattr(cell, "plain", cell)) for cell in table.get_row_at(index))
+        for index in range(table.row_count)
+    ]
+
+
+async def test_rows_are_listed_with_their_columns() -> None:
+    app = PickerHost(make_picker())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        rows = table_text(app.picker)
+        assert app.picker.query_one(DataTable).cursor_type == "row"
+    assert len(rows) == 8
+    assert rows[0] == "Fix the failing login test | /work/ws | qwen3-coder-30b | 2 min ago | ● running | 42"
+    assert "⏸ paused for approval" in rows[1] and "3 h ago" in rows[1]
+    assert rows[2].startswith("(no goal yet) | /work/ws | — | just now | ○ new")
+    assert "yesterday" in rows[3]
+    assert "40 min ago" in rows[6]
+
+
+async def test_other_workspace_and_broken_rows_are_marked() -> None:
+    app = PickerHost(make_picker())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        rows = table_text(app.picker)
+    assert rows[3].split(" | ")[1] == "↗ /srv/other-service"
+    assert "✗ broken: events.jsonl" in rows[7]
+
+
+async def test_other_workspace_is_worked_out_when_the_row_does_not_say() -> None:
+    @dataclass
+    class Bare:
+        id: str
+        title: str
+        workspace: str
+
+    app = PickerHost(make_picker([Bare("x1", "elsewhere", "/srv/else"), Bare("x2", "here", WORKSPACE)]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        rows = table_text(app.picker)
+    assert rows[0].split(" | ")[1] == "↗ /srv/else"
+    assert rows[1].split(" | ")[1] == WORKSPACE
+    assert rows[1].endswith("| — | · unknown | 0")
+
+
+async def test_typing_filters_by_title_or_id_case_insensitively() -> None:
+    app = PickerHost(make_picker())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press(*"README")
+        await pilot.pause()
+        assert app.picker.shown_ids == ["p7q8r9"]
+        filter_input = app.picker.query_one(Input)
+        filter_input.value = "readme"
+        await pilot.pause()
+        assert app.picker.shown_ids == ["p7q8r9"]
+        filter_input.value = "d4e5"
+        await pilot.pause()
+        assert app.picker.shown_ids == ["d4e5f6"]
+        await pilot.press(*["backspace"] * 4)
+        await pilot.pause()
+        assert len(app.picker.shown_ids) == 8
+
+
+async def test_a_filter_matching_nothing_says_so() -> None:
+    app = PickerHost(make_picker())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press(*"zzz", "enter")
+        await pilot.pause()
+        empty = app.picker.query_one("#picker-empty", Static)
+        assert empty.display
+        assert str(empty.visual.plain) == "no session matches the filter"
+        assert app.results == []
+
+
+async def test_up_down_enter_returns_the_highlighted_id() -> None:
+    app = PickerHost(make_picker())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("down", "down", "down", "up")
+        await pilot.pause()
+        assert app.picker.highlighted_id == "g7h8i9"
+        await pilot.press("enter")
+        await pilot.pause()
+    assert app.results == ["g7h8i9"]
+
+
+async def test_up_at_the_top_stays_on_the_first_row() -> None:
+    app = PickerHost(make_picker())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("up", "enter")
+        await pilot.pause()
+    assert app.results == ["a1b2c3"]
+
+
+async def test_enter_right_after_a_burst_of_typing_uses_the_new_filter() -> None:
+    app = PickerHost(make_picker())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        filter_input = app.picker.query_one(Input)
+        for character in "readme":
+            filter_input.insert_text_at_cursor(character)
+        await pilot.press("enter")
+        await pilot.pause()
+    assert app.results == ["p7q8r9"]
+
+
+async def test_enter_after_filtering_opens_the_match() -> None:
+    app = PickerHost(make_picker())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press(*"pydantic", "enter")
+        await pilot.pause()
+    assert app.results == ["m4n5o6"]
+
+
+async def test_enter_in_the_table_opens_the_row() -> None:
+    app = PickerHost(make_picker())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.picker.query_one(DataTable).focus()
+        await pilot.press("down", "enter")
+        await pilot.pause()
+    assert app.results == ["d4e5f6"]
+
+
+async def test_broken_sessions_can_be_selected() -> None:
+    app = PickerHost(make_picker())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press(*"click", "enter")
+        await pilot.pause()
+    assert app.results == ["v4w5x6"]
+
+
+async def test_escape_returns_none() -> None:
+    app = PickerHost(make_picker())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("down", "escape")
+        await pilot.pause()
+    assert app.results == [None]
+
+
+async def test_no_sessions_shows_a_friendly_line() -> None:
+    app = PickerHost(make_picker([]))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        empty = app.picker.query_one("#picker-empty", Static)
+        assert empty.display
+        assert str(empty.visual.plain) == "no sessions yet"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.results == []
+
+
+async def test_a_thousand_sessions_load() -> None:
+    rows = [Row(f"s{n:04d}", f"goal number {n}", updated=NOW - n * 60) for n in range(1000)]
+    app = PickerHost(make_picker(rows))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.picker.query_one(DataTable).row_count == 1000
+        app.picker.query_one(Input).value = "number 99"
+        await pilot.pause()
+        assert app.picker.shown_ids == ["s0099", *[f"s{n:04d}" for n in range(990, 1000)]]
+
+
+def test_relative_time() -> None:
+    assert relative_time(NOW - 5, NOW) == "just now"
+    assert relative_time(NOW + 30, NOW) == "just now"
+    assert relative_time(NOW - 3 * 60, NOW) == "3 min ago"
+    assert relative_time(NOW - 2 * 3600 - 5, NOW) == "2 h ago"
+    assert relative_time(NOW - 30 * 3600, NOW) == "yesterday"
+    assert relative_time(NOW - 9 * 86400, NOW)[:4] == "2026"
+    assert relative_time(float("nan"), NOW) == "—"
+    assert relative_time(1e20, NOW) == "just now"
+    assert relative_time(-1e20, NOW) == "—"
+
+
+def test_shorten_path_keeps_the_last_component() -> None:
+    assert shorten_path("/srv/a", 20) == "/srv/a"
+    assert shorten_path("/srv/very/long/path/to/project", 12) == "…/project"
+    assert shorten_path("/srv/averyveryverylongname", 10) == "…ylongname"

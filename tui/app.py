@@ -1,0 +1,414 @@
+"""The dev-agent Textual app: paints first, starts the engine in a worker, and routes core events to the panes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.worker import Worker, WorkerState
+
+from tui.commands import DevAgentCommands
+from tui.messages import EngineEvent
+from tui.screens.main_screen import MainScreen
+from tui.widgets.prompt_input import PromptInput
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+    from core.events import ApprovalRequested, Event
+    from tui.screens.approval_screen import ApprovalAnswer
+    from tui.screens.session_picker import PickerRow
+
+EngineFactory = Callable[[], Awaitable["Engine"]]
+
+RUN_STATUS_NOTES = {
+    "failed": "run failed",
+    "cancelled": "run interrupted",
+    "paused": "run paused: waiting for approval",
+    "max_turns": "run stopped: it reached the turn limit",
+}
+
+
+class DevAgentApp(App[None]):
+    """A terminal client of one core Engine: renders its events and sends it the user's ops."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "dev-agent"
+    COMMANDS = App.COMMANDS | {DevAgentCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
+    ]
+
+    def __init__(
+        self,
+        *,
+        engine_factory: EngineFactory | None,
+        initial_goal: str | None = None,
+        workspace_label: str = "",
+        model_label: str = "",
+        approval_mode: str = "ask",
+        session_label: str = "",
+        clock: Callable[[], float] = time.monotonic,
+        sessions_provider: Callable[[], Sequence[PickerRow]] | None = None,
+        on_open_session: Callable[[str], Awaitable[None]] | None = None,
+        open_session_picker: bool = False,
+    ) -> None:
+        super().__init__()
+        self._engine_factory = engine_factory
+        self._initial_goal = initial_goal
+        self._workspace_label = workspace_label
+        self._approval_mode = approval_mode
+        self._sessions_provider = sessions_provider
+        self._on_open_session = on_open_session
+        self._open_session_picker = open_session_picker
+        self._engine: Engine | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._approvals: list[ApprovalRequested] = []
+        self._approval_shown: str | None = None
+        self._last_answer = ""
+        self._replaying = False
+        self._replay_diff: tuple[str, str] | None = None
+        self._main = MainScreen(workspace=workspace_label, model=model_label, approval_mode=approval_mode,
+                                session_id=session_label, clock=clock)
+        self._event_handlers: dict[str, Callable[[Any], None]] = {
+            "session_started": self._session_started,
+            "session_resumed": lambda event: self._main.transcript.add_note("session resumed"),
+            "user_message": lambda event: self._main.transcript.add_user_message(event.text),
+            "run_started": self._run_started,
+            "agent_changed": self._agent_changed,
+            "assistant_delta": lambda event: self._main.transcript.stream_assistant(event.message_id, event.text),
+            "assistant_message": self._assistant_message,
+            "reasoning_delta": lambda event: self._main.transcript.add_reasoning(
+                event.message_id, event.text, final=False),
+            "reasoning": lambda event: self._main.transcript.add_reasoning(event.message_id, event.text, final=True),
+            "plan_updated": lambda event: self._main.plan.show_plan(event.steps, event.note),
+            "tool_call_started": lambda event: self._main.tools.start_call(event.call_id, event.tool, event.arguments),
+            "tool_call_delta": lambda event: self._main.tools.append_arguments(event.call_id, event.text),
+            "tool_call_requested": lambda event: self._main.tools.request_call(
+                event.call_id, event.tool, event.arguments),
+            "approval_requested": self._approval_requested,
+            "approval_decided": self._approval_decided,
+            "tool_call_finished": self._tool_call_finished,
+            "checkpoint_restored": self._checkpoint_restored,
+            "usage": lambda event: self._main.status.set_usage(
+                total_tokens=event.total_tokens, context_used=event.context_used, context_limit=event.context_limit),
+            "review_finished": self._review_finished,
+            "run_finished": self._run_finished,
+            "error": lambda event: self._main.transcript.add_error(event.message, event.hint),
+        }
+
+    # ---- public API -------------------------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine | None:
+        """The connected engine, None while starting or after a start failure."""
+        return self._engine
+
+    @property
+    def main_screen(self) -> MainScreen:
+        return self._main
+
+    @property
+    def approval_mode(self) -> str:
+        return self._approval_mode
+
+    @property
+    def last_answer(self) -> str:
+        return self._last_answer
+
+    @property
+    def can_retry(self) -> bool:
+        return self._engine is None and self._engine_factory is not None
+
+    @property
+    def pending_approvals(self) -> int:
+        return len(self._approvals)
+
+    def apply_event(self, event: Event) -> None:
+        """Route one core event to the panes: the single path for live events and for replay."""
+        handler = self._event_handlers.get(event.type)
+        if handler is not None:
+            handler(event)
+
+    async def open_engine(self, engine_factory: EngineFactory) -> None:
+        """Close the current engine, empty the panes and start (and replay) the one this factory builds."""
+        await self._close_engine()
+        self._main.clear_panes()
+        self._approvals.clear()
+        self._last_answer = ""
+        self._engine_factory = engine_factory
+        self._start_engine()
+
+    def set_approval_mode(self, mode: str) -> None:
+        """Change the approval mode for the following tool calls."""
+        if self._engine is not None:
+            self._engine.set_approval_mode(mode)
+        self._approval_mode = mode
+        self._main.status.set_approval_mode(mode)
+        self.notify(f"approval mode: {mode}")
+
+    def set_mcp_status(self, text: str) -> None:
+        """Show the MCP servers' state in the status bar."""
+        self._main.status.set_mcp(text)
+
+    def copy_last_answer(self) -> None:
+        """Copy the last assistant answer to the host clipboard (OSC 52 reaches it through docker exec)."""
+        if not self._last_answer:
+            self.notify("there is no answer to copy yet", severity="warning")
+            return
+        self.copy_to_clipboard(self._last_answer)
+        self.notify(f"copied {len(self._last_answer)} characters")
+
+    # ---- start-up and engine lifetime -------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.push_screen(self._main)
+
+    def on_ready(self) -> None:
+        """The first frame is on screen: now it is time to import and start the engine."""
+        if self._engine_factory is not None:
+            self._start_engine()
+        else:
+            self._main.status.set_connection("no session open: ctrl+r picks one")
+        if self._open_session_picker:
+            self.action_open_sessions()
+
+    @work(exclusive=True, group="engine", exit_on_error=False)
+    async def _start_engine(self) -> None:
+        """Build the engine after the first frame: this is where openai, agents and git get imported."""
+        assert self._engine_factory is not None
+        self._main.hide_error()
+        self._main.status.set_connection("connecting…")
+        engine = await self._engine_factory()
+        self._main.status.set_connection("")
+        self._attach(engine)
+
+    def _attach(self, engine: Engine) -> None:
+        self._engine = engine
+        self._replay(engine.history)
+        self._unsubscribe = engine.subscribe(self._post_engine_event)
+        self._show_next_approval()
+        if self._initial_goal:
+            goal, self._initial_goal = self._initial_goal, None
+            self._engine_op(partial(engine.submit, goal))
+
+    def _replay(self, events: Sequence[Event]) -> None:
+        """Render recorded events without animation; a pending approval opens once the replay is done."""
+        self._replaying = True
+        self._main.transcript.begin_replay()
+        self._main.tools.begin_replay()
+        try:
+            for event in events:
+                self.apply_event(event)
+        finally:
+            self._replaying = False
+            self._main.transcript.end_replay()
+            self._main.tools.end_replay()
+            if self._replay_diff is not None:
+                self._main.diff.show_diff(*self._replay_diff)
+                self._replay_diff = None
+
+    def _post_engine_event(self, event: Event) -> None:
+        # Called by the engine (same event loop, maybe inside its task): post, never touch widgets here.
+        self.post_message(EngineEvent(event))
+
+    @on(EngineEvent)
+    def _engine_event(self, message: EngineEvent) -> None:
+        self.apply_event(message.event)
+
+    async def _close_engine(self) -> None:
+        engine, self._engine = self._engine, None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if engine is not None:
+            await engine.close()
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        """The one place worker failures land: engine start-up shows the banner, other ops a notification."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        message = getattr(error, "message", "") or str(error) or type(error).__name__
+        hint = getattr(error, "hint", "")
+        if event.worker.group == "engine":
+            self._main.status.set_connection("not connected")
+            self._main.show_error(message, hint)
+        else:
+            self.notify(f"{message}\nfix: {hint}" if hint else message, severity="error", markup=False)
+
+    @work(group="ops", exit_on_error=False)
+    async def _engine_op(self, op: Callable[[], Awaitable[object]]) -> None:
+        await op()
+
+    # ---- actions (bindings on the main screen, and the command palette) ---------------------------------------
+
+    def action_retry_engine(self) -> None:
+        """Run the engine factory again after a start failure."""
+        if self.can_retry:
+            self._start_engine()
+
+    def action_interrupt(self) -> None:
+        """Interrupt the running turn; the session stays usable."""
+        if self._engine is not None and self._engine.busy:
+            self._engine_op(self._engine.cancel)
+        else:
+            self.notify("nothing is running")
+
+    def action_undo(self) -> None:
+        """Undo the last applied file change."""
+        if self._require_engine():
+            self._engine_op(self._engine.undo)
+
+    def action_redo(self) -> None:
+        """Redo the change undone last."""
+        if self._require_engine():
+            self._engine_op(self._engine.redo)
+
+    def action_open_sessions(self) -> None:
+        """Open the session picker."""
+        self._pick_session()
+
+    def action_toggle_diff_fullscreen(self) -> None:
+        self._main.action_toggle_diff_fullscreen()
+
+    async def action_quit(self) -> None:
+        """Close the engine (it records the state resume needs), then leave."""
+        try:
+            await self._close_engine()
+        finally:
+            self.exit()
+
+    def _require_engine(self) -> bool:
+        if self._engine is None:
+            self.notify("the engine is not running", severity="warning")
+        return self._engine is not None
+
+    @work(exclusive=True, group="sessions", exit_on_error=False)
+    async def _pick_session(self) -> None:
+        if self._sessions_provider is None or self._on_open_session is None:
+            self.notify("sessions cannot be opened from here", severity="warning")
+            return
+        from tui.screens.session_picker import SessionPickerScreen
+
+        rows = await asyncio.to_thread(self._sessions_provider)
+        chosen = await self.push_screen_wait(SessionPickerScreen(rows, current_workspace=self._workspace_label))
+        if chosen:
+            await self._on_open_session(chosen)
+
+    @on(PromptInput.Submitted)
+    def _submit(self, message: PromptInput.Submitted) -> None:
+        text = message.text.strip()
+        if not text:
+            return
+        if self._engine is None:
+            self.notify("the engine is not running yet", severity="warning")
+            return
+        if self._engine.busy:
+            self.notify("a run is in progress: escape interrupts it", severity="warning")
+            return
+        message.prompt_input.clear()
+        self._engine_op(partial(self._engine.submit, text))
+
+    # ---- approvals --------------------------------------------------------------------------------------------
+
+    def _show_next_approval(self) -> None:
+        if self._approval_shown is not None or not self._approvals or self._engine is None:
+            return
+        from tui.screens.approval_screen import ApprovalScreen
+
+        request = self._approvals[0]
+        self._approval_shown = request.call_id
+        screen = ApprovalScreen(request, queued=len(self._approvals) - 1, rule_text=request.suggested_rule)
+        self.push_screen(screen, callback=partial(self._approval_answered, request))
+
+    def _approval_answered(self, request: ApprovalRequested, answer: ApprovalAnswer | None) -> None:
+        self._approval_shown = None
+        self._drop_approval(request.call_id)
+        if answer is not None and self._engine is not None:
+            if answer.decision == "reject":
+                self._engine_op(partial(self._engine.reject, request.call_id, answer.reason))
+            else:
+                self._engine_op(partial(self._engine.approve, request.call_id, always=answer.decision == "always"))
+        self._show_next_approval()
+
+    def _drop_approval(self, call_id: str) -> None:
+        self._approvals = [request for request in self._approvals if request.call_id != call_id]
+        self._main.status.set_pending_approvals(len(self._approvals))
+
+    # ---- event handlers (called only through apply_event) -----------------------------------------------------
+
+    def _session_started(self, event: Any) -> None:
+        self._approval_mode = event.approval_mode
+        self._main.status.set_session(session_id=event.session_id, workspace=self._workspace_label or event.workspace,
+                                      model=event.model, approval_mode=event.approval_mode)
+
+    def _run_started(self, event: Any) -> None:
+        self._approval_mode = event.approval_mode
+        self._main.status.set_approval_mode(event.approval_mode)
+        if not self._replaying:
+            self._main.status.turn_started()
+
+    def _agent_changed(self, event: Any) -> None:
+        self._main.transcript.add_note(f"▸ {event.role}" + (f", round {event.round}" if event.round else ""))
+
+    def _assistant_message(self, event: Any) -> None:
+        self._last_answer = event.text
+        self._main.transcript.finish_assistant(event.message_id, event.text)
+
+    def _approval_requested(self, event: Any) -> None:
+        self._main.tools.set_status(event.call_id, "waiting")
+        if event.diff:
+            self._show_diff(event.diff, f"Diff: pending approval ({event.summary or event.tool})")
+        if all(request.call_id != event.call_id for request in self._approvals):
+            self._approvals.append(event)
+        self._main.status.set_pending_approvals(len(self._approvals))
+        if not self._replaying:
+            self._show_next_approval()
+
+    def _approval_decided(self, event: Any) -> None:
+        self._drop_approval(event.call_id)
+        self._main.tools.set_status(event.call_id, "rejected" if event.decision == "reject" else "running")
+        if event.rule:
+            self._main.transcript.add_note(f"always allowed for this session: {event.rule}")
+        if event.call_id == self._approval_shown:
+            # Decided elsewhere (another client): the open modal is stale.
+            self.screen.dismiss(None)
+
+    def _tool_call_finished(self, event: Any) -> None:
+        self._main.tools.finish_call(event.call_id, event.tool, event.status, event.duration_ms,
+                                     event.output_preview, event.output_chars)
+        if event.diff:
+            self._show_diff(event.diff, f"Diff: applied ({event.tool})")
+
+    def _checkpoint_restored(self, event: Any) -> None:
+        files = ", ".join(event.files) if event.files else "no files"
+        self._main.transcript.add_note(f"{event.action}: restored {len(event.files)} file(s): {files}")
+
+    def _review_finished(self, event: Any) -> None:
+        verdict = "ok" if event.ok else "changes requested"
+        findings = f"\n{event.findings}" if event.findings and not event.ok else ""
+        self._main.transcript.add_note(f"review round {event.round}: {verdict}{findings}")
+
+    def _run_finished(self, event: Any) -> None:
+        self._main.transcript.finish_streams()
+        if not self._replaying:
+            self._main.status.turn_finished()
+        if event.status in RUN_STATUS_NOTES:
+            self._main.transcript.add_note(RUN_STATUS_NOTES[event.status])
+        if event.status != "paused":
+            # A finished run has no pending approvals left; only a paused run keeps them for later.
+            self._approvals = [r for r in self._approvals if r.call_id == self._approval_shown]
+            self._main.status.set_pending_approvals(len(self._approvals))
+
+    def _show_diff(self, diff: str, title: str) -> None:
+        if self._replaying:
+            self._replay_diff = (diff, title)
+        else:
+            self._main.diff.show_diff(diff, title)
