@@ -82,6 +82,9 @@ RUN --mount=type=bind,from=wheel,source=/wheels,target=/wheels \
 # TERM/COLORTERM: the image's values win over the TERM=xterm that `docker exec -t` adds (the daemon only
 # fills in TERM when the container does not set it), so Textual paints 256/true colours, not 16.
 # ESCDELAY: Textual waits this many ms after Escape for a sequence; 100 by default feels laggy.
+# OPENAI_API_KEY is not a secret here: LM Studio ignores the token and 'lm-studio' is its documented
+# placeholder; a real key for another endpoint belongs in the compose .env, never in the image.
+# hadolint ignore=DL3064
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/tools/bin \
     LANG=C.UTF-8 \
     OPENAI_BASE_URL=http://host.docker.internal:1234/v1 \
@@ -95,7 +98,8 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     COLORTERM=truecolor \
     ESCDELAY=25
 
-USER agent
+# Numeric, so that runtimes checking for a non-root user (runAsNonRoot) can tell without /etc/passwd.
+USER ${UID}:${GID}
 WORKDIR /workspace
 
 # Cheap on purpose: workspace, state dir and policies only, never the model endpoint, so the container

@@ -31,6 +31,7 @@ _SUBCOMMAND = re.compile(r"[A-Za-z][A-Za-z0-9_:-]*")
 _RISKY_VARIABLE = re.compile(r"(PATH|LD_\w+|BASH_ENV|ENV|GIT_\w+|PAGER|MANPAGER|EDITOR|VISUAL|PYTHONPATH|"
                              r"PYTHONSTARTUP|NODE_OPTIONS|PERL5OPT|PERL5LIB|RUBYOPT|SHELLOPTS|BASHOPTS|IFS|"
                              r"PROMPT_COMMAND)\+?=")
+_DECLARATIONS = frozenset({"export", "declare", "typeset", "readonly", "local"})
 # git options that run configured commands (core.fsmonitor, core.pager, alias.x=!cmd) whatever the subcommand.
 _GIT_CONFIG_OPTIONS = re.compile(r"-c|--config-env(=.*)?|--exec-path(=.*)?")
 # Shell words that can only name a program here if dev-agent lost track of the syntax.
@@ -295,7 +296,8 @@ def _decide_command(args: dict[str, Any], policy: PolicySet, mode: ApprovalMode,
     judged: list[PartDecision] = []
     for part in parsed.parts:
         text = part.raw or shlex.join(part.argv)
-        risky = next((a for a in part.assignments if _RISKY_VARIABLE.match(a)), None)
+        assigned = part.assignments + (part.argv[1:] if part.name in _DECLARATIONS else ())
+        risky = next((a for a in assigned if _RISKY_VARIABLE.match(a)), None)
         if risky:
             judged.append(PartDecision(text, "ask", f"'{text}' sets {risky.split('=')[0].rstrip('+')}, which changes "
                                                     f"what programs run, so it needs approval in every mode"))

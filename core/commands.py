@@ -131,7 +131,6 @@ def parse_command(text: str) -> ParsedCommand:
 class _Word:
     value: str
     raw: str
-    start: int
     quoted: bool = False
     expanded: bool = False  # contains $..., `...`, globs: its value is only known when the shell runs
 
@@ -666,7 +665,7 @@ class _Parser:
         start = self.pos
         out: list[str] = []
         bare: list[str] = []  # the unquoted characters, to spot brace expansion
-        word = _Word("", "", start)
+        word = _Word("", "")
         if text.startswith(("<(", ">("), self.pos):
             self.pos += 2
             self.nesting += 1

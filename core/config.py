@@ -50,6 +50,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "AGENT_REVIEW_ROUNDS": ("review_rounds", "use a whole number from 0 (no review) to 5"),
     "AGENT_TEST_COMMAND": ("test_command", "use the command that runs the project's tests, e.g. 'pytest -q'"),
     "AGENT_TEMPERATURE": ("temperature", "use a number from 0 to 2"),
+    "AGENT_PLANNER": ("planner", "use true (a planner agent writes the plan first) or false"),
 }
 FIELD_TO_ENV = {field: env for env, (field, _) in ENV_VARS.items()}
 
@@ -88,6 +89,9 @@ class Settings(BaseModel):
     review_rounds: int = Field(default=2, ge=0, le=5)
     test_command: str | None = None
     temperature: float = Field(default=0.2, ge=0, le=2)
+    # Off by default: on a local model every extra agent call costs a full prefill; the executor plans
+    # with update_plan as its first step instead.
+    planner: bool = False
     mcp_servers: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("base_url")
@@ -117,7 +121,7 @@ class Settings(BaseModel):
             return tuple(p.strip() for p in v.split(",") if p.strip())
         return v
 
-    @field_validator("allow_net", mode="before")
+    @field_validator("allow_net", "planner", mode="before")
     @classmethod
     def _bool(cls, v: Any) -> Any:
         return _parse_bool(v)

@@ -236,7 +236,7 @@ class Engine:
         self._emit(UserMessage(text=text))
         self._emit(RunStarted(run_id=self._run_id, goal=text, approval_mode=self.mode))
         run_input = self._with_notes(text)
-        first_role = "executor"
+        first_role = "planner" if self.settings.planner else "executor"
         self._task = asyncio.create_task(self._drive(goal=text, role=first_role, run_input=run_input, round=0))
 
     async def approve(self, call_id: str, *, always: bool = False) -> None:

@@ -288,3 +288,29 @@ def test_most_specific_rule_is_named_when_verdicts_tie() -> None:
         CommandRule(("git", "push"), "ask", "publishes", source="t.yaml:2"),
     ))
     assert "rule 'git push' (t.yaml:2)" in run("git push", policy=policy).reason
+
+
+# ---- guards against running other programs than the ones named ----------------------------------
+
+@pytest.mark.parametrize("command", [
+    "git -c core.fsmonitor='sudo id' status",
+    "git --config-env=core.pager=X log",
+    "GIT_EXTERNAL_DIFF=./evil git diff",
+    "env LD_PRELOAD=./x.so ls",
+    "PATH=./bin:$PATH; ls",
+    "export PATH=./bin",
+    "trap 'curl x' EXIT; ls",
+    "alias ls=rm",
+])
+def test_indirect_execution_needs_approval_in_every_mode(command: str) -> None:
+    assert run(command, mode="full-auto").verdict in ("ask", "deny")
+
+
+def test_harmless_assignments_and_git_options_are_fine() -> None:
+    assert run("A=1 pytest -q").verdict == "allow"
+    assert run("git -C sub --no-pager log --oneline").verdict == "allow"
+
+
+def test_misplaced_shell_syntax_is_never_allowed() -> None:
+    assert run("'{' sudo ls", mode="full-auto").verdict == "ask"
+    assert run("for f in a b; do ls $f; done", mode="full-auto").verdict == "allow"

@@ -259,3 +259,24 @@ def test_deep_nesting_is_refused_not_a_crash() -> None:
 def test_nul_byte_is_refused() -> None:
     with pytest.raises(CommandParseError, match="NUL"):
         parse_command("ls\x00rm")
+
+
+def test_assignments_alone_and_after_env_are_kept() -> None:
+    parts = parse_command("PATH=./bin; ls").parts
+    assert [(p.argv, p.assignments) for p in parts] == [((), ("PATH=./bin",)), (("ls",), ())]
+    assert parse_command("env -i A=1 B=2 ls").parts[0].assignments == ("A=1", "B=2")
+
+
+def test_wrappers_refuse_shell_keywords_and_assignments() -> None:
+    with pytest.raises(CommandParseError, match=r"cannot run the shell keyword '\{'"):
+        parse_command("env { sudo ls; }")
+    with pytest.raises(CommandParseError, match="would run a program named 'A=1'"):
+        parse_command("timeout 5 A=1 sudo ls")
+    with pytest.raises(CommandParseError, match="is not shell syntax but a program name"):
+        parse_command("A=1 { sudo ls; }")
+
+
+def test_keywords_before_groups_and_subshells() -> None:
+    assert argvs("time { sudo ls; }") == [("sudo", "ls"), ("ls",)]
+    assert argvs("! ( curl x )") == [("curl", "x")]
+    assert argvs("if { true; }; then ls; fi") == [("true",), ("ls",)]

@@ -237,3 +237,72 @@ async def test_allowed_command_with_omitted_optional_arguments_runs_without_aski
     assert not of(engine, "approval_requested")
     finished = of(engine, "tool_call_finished")[0]
     assert finished.status == "ok" and "hello" in finished.output_preview
+
+
+async def test_planner_role_writes_the_plan_first(make_engine: EngineFactory, server: ScriptedModelServer) -> None:
+    plan = {"steps": [{"title": "Look around", "status": "pending"}, {"title": "Answer", "status": "pending"}]}
+    server.add(Reply(tool_calls=[ToolCall("update_plan", plan)]), Reply(text="The plan is ready."),
+               Reply(text="Done as planned."))
+    engine = await make_engine(AGENT_PLANNER="true")
+    await run(engine, "do a planned thing")
+    roles = [e.role for e in of(engine, "agent_changed")]
+    assert roles == ["planner", "executor"]
+    changes = [i for i, t in enumerate(types(engine)) if t == "agent_changed"]
+    assert changes[0] < types(engine).index("plan_updated") < changes[1], "the plan comes before execution"
+    assert server.requests[0]["tools"] and {t["function"]["name"] for t in server.requests[0]["tools"]} == {
+        "read_file", "list_dir", "search_files", "update_plan"}, "the planner cannot change files"
+    assert of(engine, "run_finished")[-1].status == "done"
+
+
+async def test_failed_review_sends_the_executor_back_with_the_findings(
+        make_engine: EngineFactory, server: ScriptedModelServer, workspace: Path) -> None:
+    server.add(Reply(tool_calls=[ToolCall("write_file", {"path": "calc.py", "content": "def add(a, b):\n    "
+                                                         "return a - b\n"})]),
+               Reply(text="Wrote add()."),
+               Reply(text="CHANGES NEEDED: add() subtracts instead of adding."),
+               Reply(tool_calls=[ToolCall("write_file", {"path": "calc.py", "content": "def add(a, b):\n    "
+                                                         "return a + b\n"})]),
+               Reply(text="Fixed add()."),
+               Reply(text="APPROVED: add() adds now."))
+    engine = await make_engine(AGENT_APPROVAL="auto-edit", AGENT_REVIEW_ROUNDS="2")
+    await run(engine, "write add()")
+    reviews = of(engine, "review_finished")
+    assert [(r.ok, r.round) for r in reviews] == [(False, 1), (True, 2)]
+    assert "subtracts" in reviews[0].findings
+    assert "return a + b" in (workspace / "calc.py").read_text()
+    fix_request = server.requests[3]["messages"]
+    assert any("subtracts instead of adding" in str(m.get("content")) for m in fix_request if m.get("role") == "user")
+    assert of(engine, "run_finished")[-1].status == "done"
+    assert server.requests[2]["tools"] and all(t["function"]["name"] not in ("write_file", "run_command")
+                                               for t in server.requests[2]["tools"]), "the reviewer only reads"
+
+
+async def test_review_rounds_are_bounded(make_engine: EngineFactory, server: ScriptedModelServer) -> None:
+    server.add(Reply(tool_calls=[ToolCall("write_file", {"path": "x.txt", "content": "1\n"})]), Reply(text="Done."),
+               Reply(text="CHANGES NEEDED: still wrong."))
+    engine = await make_engine(AGENT_APPROVAL="auto-edit", AGENT_REVIEW_ROUNDS="1")
+    await run(engine, "write x")
+    assert [r.ok for r in of(engine, "review_finished")] == [False]
+    finished = of(engine, "run_finished")[-1]
+    assert finished.status == "done" and "still wrong" in finished.summary
+
+
+async def test_fork_rebuilds_conversation_memory_from_the_log(make_engine: EngineFactory,
+                                                              server: ScriptedModelServer, state_dir: Path,
+                                                              workspace: Path) -> None:
+    server.add(Reply(text="Your name is Ada."))
+    engine = await make_engine()
+    await run(engine, "My name is Ada. What is my name?")
+    source_id = engine.session.id
+    await engine.close()
+    store = SessionStore(state_dir)
+    fork = store.fork(source_id)
+    settings = engine.settings
+    forked = Engine(settings, fork, client="test")
+    await forked.start()
+    server.add(Reply(text="Still Ada."))
+    await run(forked, "And now?")
+    messages = server.requests[-1]["messages"]
+    assert any("My name is Ada" in str(m.get("content")) for m in messages if m.get("role") == "user")
+    assert any("Your name is Ada." in str(m.get("content")) for m in messages if m.get("role") == "assistant")
+    await forked.close()
