@@ -9,6 +9,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +26,8 @@ _DEFAULT_VERDICTS: dict[str, Verdict] = {"update_plan": "allow", "write_file": "
                                          "run_command": "ask", **dict.fromkeys(READ_TOOLS, "allow")}
 # Writing to these is not writing a file.
 _DEVICE_TARGETS = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty"})
-_DYNAMIC = re.compile(r"[$`*?\[~]|^[<>]\(")
+# Words whose value only the shell knows: expansions, globs (`[` alone is the test command), `~`.
+_DYNAMIC = re.compile(r"[$`*?]|\[[^\]]*\]|^~|^[<>]\(")
 _SUBCOMMAND = re.compile(r"[A-Za-z][A-Za-z0-9_:-]*")
 # Variables that decide which program runs or what it runs besides its job (git's fsmonitor, pagers, preloads).
 _RISKY_VARIABLE = re.compile(r"(PATH|LD_\w+|BASH_ENV|ENV|GIT_\w+|PAGER|MANPAGER|EDITOR|VISUAL|PYTHONPATH|"
@@ -138,15 +140,21 @@ def _locate(path: str, root: str | None) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(p for p in (literal, real) if not p.startswith("..")))
 
 
+@lru_cache(maxsize=4096)
+def _first_glob(patterns: tuple[str, ...], rel: str) -> str | None:
+    # Every argument of every command is checked against the hidden globs: the same words recur.
+    return next((p for p in patterns if glob_match(p, rel)), None)
+
+
 def _path_refusal(path: str, rels: tuple[str, ...], policy: PolicySet, *, write: bool) -> str | None:
     """Why paths.yaml forbids this path (hidden, or read-only for a write), or None."""
     for rel in rels:
-        pattern = next((p for p in policy.paths.hidden if glob_match(p, rel)), None)
+        pattern = _first_glob(policy.paths.hidden, rel)
         if pattern:
             return (f"'{path}' is hidden by paths.yaml ('{pattern}'): the agent may not read or write it; "
                     f"work without it")
         if write:
-            pattern = next((p for p in policy.paths.read_only if glob_match(p, rel)), None)
+            pattern = _first_glob(policy.paths.read_only, rel)
             if pattern:
                 return f"'{path}' is read-only by paths.yaml ('{pattern}'): change other files instead"
     return None
@@ -241,7 +249,7 @@ def _judge_part(part: CommandPart, policy: PolicySet, mode: ApprovalMode, sessio
         # The shell decides what runs ($CMD, $(echo rm), r*): no rule can vouch for it, in any mode.
         return PartDecision(text, "ask", f"'{text}': the program '{part.argv[0]}' is only known when the shell "
                                          f"runs it, so it needs approval in every mode")
-    if argv[0] in _NOT_A_PROGRAM:
+    if argv[0] in _NOT_A_PROGRAM or argv[0].startswith("-"):
         return PartDecision(text, "ask", f"'{text}': '{argv[0]}' is shell syntax in a place dev-agent cannot "
                                          f"follow, so it needs approval in every mode")
     for word in part.argv[1:]:

@@ -159,6 +159,7 @@ _WRAPPERS: dict[str, _WrapperSpec] = {
                             long_arg=frozenset({"--signal", "--kill-after"}), positional=1),
     "nice": _WrapperSpec(arg_opts="n", long_arg=frozenset({"--adjustment"}), numeric=True),
     "nohup": _WrapperSpec(),
+    "busybox": _WrapperSpec(),  # `busybox sh -c ...` runs the applet named next
     "time": _WrapperSpec(flags="pvaq", arg_opts="fo",
                          long_flags=frozenset({"--portability", "--verbose", "--append", "--quiet"}),
                          long_arg=frozenset({"--format", "--output"})),
@@ -581,6 +582,8 @@ class _Parser:
             if i + spec.positional > len(words):
                 raise self.error(f"'{name}' needs a duration and then the command", f"e.g. '{name} 60 pytest'")
             i += spec.positional
+            if i < len(words) and words[i] == "--":
+                i += 1
         return tuple(words[i:]), tuple(extra)
 
     def split_string(self, value: str) -> list[str]:

@@ -412,12 +412,12 @@ class PolicyStore:
         self._listeners: list[Callable[[str | None], None]] = []
 
     def reload(self) -> str | None:
-        """Load the files again; returns the error (and keeps the old policy) when they are invalid."""
+        """Load the files again; returns the first `file:line: problem` (and keeps the old policy) when invalid."""
         try:
             policy = load_policies(self.policy_dir, allowed_commands=self.allowed_commands, allow_net=self.allow_net)
         except PolicyError as exc:
             self.failed_reloads += 1
-            error: str | None = f"policy reload failed, keeping the previous policy: {exc.message}"
+            error: str | None = exc.message
         else:
             self.current = policy
             self.reloads += 1

@@ -16,8 +16,9 @@ import sys
 
 
 def host_port(value: str) -> tuple[str, int]:
+    # Port 0 lets the OS pick one (the tests listen that way).
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return host, int(port)
 

@@ -57,10 +57,15 @@ def _make_engine_factory(settings: Settings, *, session_id: str | None = None,
 
     async def start_engine() -> Engine:
         nonlocal chosen
+        import asyncio
+        import importlib
         from pathlib import Path
 
-        from core.engine import Engine
-        from core.session_log import SessionStore
+        # The SDK, openai and git take seconds to import on a cold start: import them off the event loop so
+        # the first frame is complete and keys (ctrl+q) work meanwhile.
+        engine_module, log_module = await asyncio.to_thread(
+            lambda: (importlib.import_module("core.engine"), importlib.import_module("core.session_log")))
+        Engine, SessionStore = engine_module.Engine, log_module.SessionStore
 
         store = SessionStore(settings.state_dir)
         if chosen is None and latest:
@@ -129,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sessions_provider=_sessions_provider(settings),
         on_open_session=open_session,
         open_session_picker=pick_first,
+        watch_workspace=True,
     )
     app.run()
     return 0 if app.return_code is None else app.return_code

@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 import yaml
 
-from core.config import ENV_VARS
+from core.config import ENV_VARS, load_settings
 from tests.container.dockerfile_model import REPO, exec_form, image_env, load
 
 BASE = REPO / "docker-compose.yaml"
@@ -157,3 +157,14 @@ def test_offline_variant_cuts_the_network_but_not_the_model() -> None:
     copied = [ins.args.split() for ins in load().final.all("COPY")]
     assert any(words[-1] == script for words in copied), f"{script} is not copied into the image"
     assert exec_form(load().final.last("ENTRYPOINT").args)[0] == "/usr/bin/tini"
+
+
+def test_the_default_environment_is_accepted_by_the_app(tmp_path: Path) -> None:
+    """Compose passes unset options as empty strings (`${AGENT_MODEL:-}`): the settings must read them as unset."""
+    env = {**image_env(load().final), **interpolate(_load(BASE)["services"]["dev-agent"]["environment"], {})}
+    env.update(AGENT_WORKSPACE=str(tmp_path), AGENT_STATE_DIR=str(tmp_path / "state"))
+    settings = load_settings(env)
+    assert settings.model is None and settings.test_command is None and settings.allowed_commands == ()
+    assert settings.base_url == "http://host.docker.internal:1234/v1"
+    assert settings.allow_net is False and settings.approval == "ask"
+    assert str(settings.tools_dir) == "/tools"

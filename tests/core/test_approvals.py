@@ -306,6 +306,11 @@ def test_indirect_execution_needs_approval_in_every_mode(command: str) -> None:
     assert run(command, mode="full-auto").verdict in ("ask", "deny")
 
 
+def test_test_command_is_not_a_glob() -> None:
+    assert run("[ -f setup.py ] && echo yes", mode="full-auto").verdict == "allow"
+    assert run("[a]b x", mode="full-auto").verdict == "ask"
+
+
 def test_harmless_assignments_and_git_options_are_fine() -> None:
     assert run("A=1 pytest -q").verdict == "allow"
     assert run("git -C sub --no-pager log --oneline").verdict == "allow"
@@ -313,4 +318,5 @@ def test_harmless_assignments_and_git_options_are_fine() -> None:
 
 def test_misplaced_shell_syntax_is_never_allowed() -> None:
     assert run("'{' sudo ls", mode="full-auto").verdict == "ask"
+    assert run("-- sudo ls", mode="full-auto").verdict == "ask"
     assert run("for f in a b; do ls $f; done", mode="full-auto").verdict == "allow"

@@ -130,6 +130,8 @@ def test_timeout_nice_nohup_time_stdbuf_command_exec_builtin() -> None:
     assert part.wrappers == ("timeout", "nice", "nohup", "time", "stdbuf", "command", "exec", "builtin")
     assert argvs("timeout --signal=TERM 5s rm x") == [("rm", "x")]
     assert argvs("nice -10 rm x") == [("rm", "x")]
+    assert argvs("timeout 5s -- rm x") == [("rm", "x")]
+    assert argvs("busybox sh -c 'rm x'") == [("rm", "x")]
     assert argvs("nice --adjustment=3 rm x") == [("rm", "x")]
 
 
