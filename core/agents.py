@@ -9,6 +9,7 @@ from typing import Any
 from agents import Agent, ModelSettings
 from agents.models.interface import Model
 
+from core.mcp import AGENT_MCP_CONFIG
 from tools.registry import ToolRuntime, executor_tools, planner_tools, reviewer_tools
 
 EXECUTOR_INSTRUCTIONS = """You are dev-agent, a careful coding assistant working in the workspace {workspace}.
@@ -75,7 +76,7 @@ def build_agents(model: Model, settings: ModelSettings, workspace: str, mcp_serv
     common: dict[str, Any] = {"model": model, "model_settings": settings}
     executor = Agent[ToolRuntime](
         name="executor", instructions=EXECUTOR_INSTRUCTIONS.format(workspace=workspace),
-        tools=executor_tools(), mcp_servers=list(mcp_servers or []), **common)
+        tools=executor_tools(), mcp_servers=list(mcp_servers or []), mcp_config=AGENT_MCP_CONFIG, **common)
     planner = Agent[ToolRuntime](
         name="planner", instructions=PLANNER_INSTRUCTIONS.format(workspace=workspace),
         tools=planner_tools(), **common)

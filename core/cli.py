@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (validate, pshow, reload_):
         _add_common(p)
 
+    mcp = sub.add_parser("mcp", help="MCP servers: health (`agent mcp` alone explains the configuration)")
+    msub = mcp.add_subparsers(dest="mcp_command", metavar="ACTION")
+    health = msub.add_parser("health", help="per server: reachability, latency, tool count, last error")
+    health.add_argument("--json", action="store_true")
+    _add_common(health)
+
     doctor = sub.add_parser("doctor", help="check endpoint, model, context window, permissions, policies")
     doctor.add_argument("--quick", action="store_true", help="skip the endpoint (for container health checks)")
     doctor.add_argument("--json", action="store_true")
@@ -101,6 +107,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _policies(args, parser)
         if args.command == "doctor":
             return asyncio.run(_doctor(args))
+        if args.command == "mcp":
+            # Imported here, not at parser build: `agent --help` must not pay for the SDK import.
+            from core.mcp import mcp_health_report, mcp_help_text
+
+            if args.mcp_command != "health":
+                print(mcp_help_text())
+                return EXIT_USAGE
+            code, out = asyncio.run(mcp_health_report(_settings(args), as_json=args.json))
+            print(out)
+            return code
     except (ConfigError, PolicyError) as exc:
         print(f"agent: {exc}", file=sys.stderr)
         return EXIT_USAGE

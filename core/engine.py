@@ -38,7 +38,7 @@ from openai.types.responses import (
 )
 
 from core.agents import AgentSet, build_agents, parse_review
-from core.approvals import AlwaysAllowRule
+from core.approvals import AlwaysAllowRule, Decision
 from core.audit import AuditLog
 from core.checkpoints import CheckpointStore
 from core.commands import parse_command
@@ -70,6 +70,7 @@ from core.events import (
     Usage,
     UserMessage,
 )
+from core.mcp import McpHub
 from core.model import EndpointInfo, build_client, build_model, classify_error, discover, model_settings
 from core.policy import BudgetTracker, PolicyStore
 from core.session_log import SessionLog
@@ -110,8 +111,9 @@ class Engine:
     """One open session: its log, its agent graph, and at most one run at a time."""
 
     def __init__(self, settings: Settings, session: SessionLog, *, client: str = "cli",
-                 endpoint: EndpointInfo | None = None) -> None:
+                 endpoint: EndpointInfo | None = None, mcp_hub: McpHub | None = None) -> None:
         self.settings = settings
+        self.mcp_hub = mcp_hub
         self.session = session
         self.client = client
         self.endpoint = endpoint
@@ -194,7 +196,14 @@ class Engine:
         self._client = build_client(settings)
         model_id = self.model_id or "local-model"
         self._model = build_model(settings, self._client, model_id)
-        self.agents: AgentSet = build_agents(self._model, model_settings(settings), str(self.workspace.root))
+        if self.mcp_hub is None and settings.mcp_servers:
+            self.mcp_hub = McpHub(settings, self.policies.current)
+        mcp_notices: list[str] = []
+        if self.mcp_hub is not None:
+            # A server that fails to start is reported and left out: the run goes on without its tools.
+            mcp_notices = [s.describe() for s in await self.mcp_hub.start() if not s.healthy]
+        self.agents: AgentSet = build_agents(self._model, model_settings(settings), str(self.workspace.root),
+                                             mcp_servers=self.mcp_hub.servers if self.mcp_hub else None)
         self.memory = SQLiteSession(self.session.id, str(self.session.conversation_db))
         self.runtime = ToolRuntime(
             settings=settings, workspace=self.workspace, policies=self.policies, checkpoints=self.checkpoints,
@@ -221,6 +230,9 @@ class Engine:
             self._close_interrupted_run()
         for warning in self.endpoint.warnings if self.endpoint else []:
             self._emit(Notice(message=warning))
+        for notice in mcp_notices:
+            self._emit(ErrorEvent(message=f"MCP: {notice}", recoverable=True, kind="mcp",
+                                  hint="the run goes on without this server's tools; see `agent mcp health`"))
 
     async def submit(self, text: str) -> None:
         """Start a run for a new user message (the goal, or a follow-up in the same session)."""
@@ -243,14 +255,14 @@ class Engine:
         request = self._pending(call_id)
         rule_text = None
         if always:
-            decision = self.runtime.decide(request.tool, parse_arguments(request.arguments))
+            decision = self._decide_call(request.tool, parse_arguments(request.arguments))
             rules = decision.suggested_rules
             self.runtime.session_rules.extend(rules)
             rule_text = ";".join(rule_to_text(r) for r in rules) or None
         self._decide(request, "always" if always else "approve", "", rule_text)
         if always:  # an always-allow rule may already cover other queued calls
             for other in list(self.pending_approvals):
-                if other.call_id not in self._decided and self.runtime.decide(
+                if other.call_id not in self._decided and self._decide_call(
                         other.tool, parse_arguments(other.arguments)).verdict == "allow":
                     self._decide(other, "approve", "covered by the always-allow rule just added", None)
         await self._maybe_resume()
@@ -308,6 +320,8 @@ class Engine:
             except (TimeoutError, asyncio.CancelledError):
                 if self._task:
                     self._task.cancel()
+        if self.mcp_hub is not None:
+            await self.mcp_hub.close()
         if self._started:
             self.memory.close()
             self._unsubscribe_policy()
@@ -467,6 +481,9 @@ class Engine:
             return "cancelled", ""
         if result.interruptions:
             self._pause(result, role=role, goal=goal, round=round)
+            if all(r.call_id in self._decided for r in self.pending_approvals):
+                # Every pending call was already decided by policy (e.g. an MCP tool denied since): go on.
+                asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._maybe_resume()))
             return "paused", ""
         if self._awaiting_output:
             self._awaiting_output.clear()
@@ -621,18 +638,18 @@ class Engine:
             return
         self._calls_requested.add(call_id)
         args = parse_arguments(arguments)
-        if name in LOCAL_TOOLS or name not in self._local_and_known():
-            decision = self.runtime.decide(name, args)
-            verdict, reason = decision.verdict, decision.reason
-        else:
-            verdict, reason = "allow", ""
+        decision = self._decide_call(name, args)
+        verdict, reason = decision.verdict, decision.reason
         if arguments and not args and arguments.strip() not in ("{}", ""):
             verdict, reason = "deny", "the arguments are not valid JSON"
         self._emit(ToolCallRequested(call_id=call_id, tool=name, arguments=arguments, decision=verdict,
                                      reason=reason))
 
-    def _local_and_known(self) -> set[str]:
-        return set(LOCAL_TOOLS)
+    def _decide_call(self, name: str, args: dict[str, Any]) -> Decision:
+        """Local tools go through the policy; MCP tools through their server's approval settings."""
+        if name not in LOCAL_TOOLS and self.mcp_hub is not None:
+            return self.mcp_hub.decide(name, self.runtime)
+        return self.runtime.decide(name, args)
 
     def _tool_output(self, item: Any) -> None:
         raw = item.raw_item
@@ -687,7 +704,7 @@ class Engine:
         name = item.name or getattr(item.raw_item, "name", "")
         arguments = item.arguments or "{}"
         args = parse_arguments(arguments)
-        decision = self.runtime.decide(name, args)
+        decision = self._decide_call(name, args)
         diff = argv = cwd = None
         kind = "other"
         summary = name
@@ -719,6 +736,8 @@ class Engine:
                                     diff=diff, argv=argv, cwd=cwd, reason=reason, suggested_rule=suggested)
         recorded = self._emit(request)
         self.pending_approvals.append(recorded)  # type: ignore[arg-type]
+        if kind == "mcp" and decision.verdict == "deny":  # the policy changed after the server started
+            self._decide(recorded, "reject", decision.reason, None)  # type: ignore[arg-type]
 
     def _pending(self, call_id: str) -> ApprovalRequested:
         self._require_started()
