@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -21,6 +25,7 @@ from tui.widgets.prompt_input import PromptInput
 if TYPE_CHECKING:
     from core.engine import Engine
     from core.events import ApprovalRequested, Event
+    from core.watch import WorkspaceWatcher
     from tui.screens.approval_screen import ApprovalAnswer
     from tui.screens.session_picker import PickerRow
 
@@ -57,6 +62,7 @@ class DevAgentApp(App[None]):
         sessions_provider: Callable[[], Sequence[PickerRow]] | None = None,
         on_open_session: Callable[[str], Awaitable[None]] | None = None,
         open_session_picker: bool = False,
+        watch_workspace: bool = False,
     ) -> None:
         super().__init__()
         self._engine_factory = engine_factory
@@ -66,8 +72,10 @@ class DevAgentApp(App[None]):
         self._sessions_provider = sessions_provider
         self._on_open_session = on_open_session
         self._open_session_picker = open_session_picker
+        self._watch_workspace = watch_workspace
         self._engine: Engine | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._watcher: WorkspaceWatcher | None = None
         self._approvals: list[ApprovalRequested] = []
         self._approval_shown: str | None = None
         self._last_answer = ""
@@ -95,11 +103,14 @@ class DevAgentApp(App[None]):
             "approval_decided": self._approval_decided,
             "tool_call_finished": self._tool_call_finished,
             "checkpoint_restored": self._checkpoint_restored,
+            "file_changed": self._file_changed,
             "usage": lambda event: self._main.status.set_usage(
                 total_tokens=event.total_tokens, context_used=event.context_used, context_limit=event.context_limit),
             "review_finished": self._review_finished,
             "run_finished": self._run_finished,
             "error": lambda event: self._main.transcript.add_error(event.message, event.hint),
+            "notice": lambda event: self._main.transcript.add_note(event.message),
+            "approval_mode_changed": self._approval_mode_changed,
         }
 
     # ---- public API -------------------------------------------------------------------------------------------
@@ -187,9 +198,51 @@ class DevAgentApp(App[None]):
         engine = await self._engine_factory()
         self._main.status.set_connection("")
         self._attach(engine)
+        self._handle_hangup(engine)
+        if self._watch_workspace:
+            await self._start_watcher(engine)
+
+    def _approval_mode_changed(self, event: Any) -> None:
+        self._approval_mode = event.mode
+        self._main.status.set_approval_mode(event.mode)
+
+    def _handle_hangup(self, engine: Engine) -> None:
+        """The engine takes SIGHUP to reload policies, but a closed terminal sends it too: then the app must end.
+
+        Otherwise a dropped `docker exec` or ssh leaves the app running with no terminal, holding the session.
+        """
+        def on_sighup() -> None:
+            stdin = sys.__stdin__
+            try:
+                os.tcgetpgrp(stdin.fileno() if stdin is not None else 0)
+            except OSError:  # the terminal hung up
+                self.call_later(self.action_quit)
+                return
+            engine.policies.reload()
+
+        # Outside the main thread, or without SIGHUP on this platform, the engine's own handling stays.
+        with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, on_sighup)
+
+    async def _start_watcher(self, engine: Engine) -> None:
+        """Notice files the operator edits outside the agent; without inotify the session still works."""
+        from core.watch import WorkspaceWatcher
+
+        # Kept before it starts, so that closing the engine meanwhile stops it too.
+        watcher = self._watcher = WorkspaceWatcher.for_engine(engine)
+        try:
+            await watcher.start()
+        except OSError as exc:
+            self._watcher = None
+            await watcher.stop()
+            self.notify(f"edits outside the agent will not be noticed: {exc}", severity="warning", markup=False)
 
     def _attach(self, engine: Engine) -> None:
         self._engine = engine
+        hub = getattr(engine, "mcp_hub", None)
+        if hub is not None and hub.statuses:
+            healthy = sum(1 for s in hub.statuses if s.healthy)
+            self.set_mcp_status(f"MCP {healthy}/{len(hub.statuses)}")
         self._replay(engine.history)
         self._unsubscribe = engine.subscribe(self._post_engine_event)
         self._show_next_approval()
@@ -223,6 +276,9 @@ class DevAgentApp(App[None]):
 
     async def _close_engine(self) -> None:
         engine, self._engine = self._engine, None
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            await watcher.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -390,6 +446,10 @@ class DevAgentApp(App[None]):
     def _checkpoint_restored(self, event: Any) -> None:
         files = ", ".join(event.files) if event.files else "no files"
         self._main.transcript.add_note(f"{event.action}: restored {len(event.files)} file(s): {files}")
+
+    def _file_changed(self, event: Any) -> None:
+        if event.source == "external":
+            self._main.transcript.add_note(f"edited outside the agent: {event.path}")
 
     def _review_finished(self, event: Any) -> None:
         verdict = "ok" if event.ok else "changes requested"

@@ -9,10 +9,19 @@ from textual.content import Content
 from textual.widgets import Static
 
 SEPARATOR = Content.styled(" │ ", "$text-muted")
+WORKSPACE_WIDTH = 32
 
 
 def format_tokens(count: int) -> str:
     return f"{count / 1000:.1f}k" if count >= 1000 else str(count)
+
+
+def short_workspace(path: str) -> str:
+    """The end of a long workspace path: the whole path would push the turn time and session off the line."""
+    if len(path) <= WORKSPACE_WIDTH:
+        return path
+    tail = path[-(WORKSPACE_WIDTH - 1):]
+    return "…" + (tail[tail.index("/"):] if "/" in tail else tail)
 
 
 def format_elapsed(seconds: float) -> str:
@@ -114,7 +123,7 @@ class StatusBar(Static):
         if self.connection:
             parts.append(Content.styled(self.connection, "bold $text-warning"))
         if self.workspace:
-            parts.append(Content(self.workspace))
+            parts.append(Content(short_workspace(self.workspace)))
         parts.append(Content(self.model or "model: default"))
         parts.append(Content.styled(self.approval_mode, "bold"))
         context = format_tokens(self.context_used)
