@@ -10,32 +10,22 @@ from typing import Any
 
 import pytest
 
-from core.config import load_settings
+from core.config import Settings
 from core.engine import Engine
 from core.events import Event
 from core.session_log import SessionStore
+from tests.core.conftest import open_engine
 from tests.fakes.model_server import Fault, Reply, ScriptedModelServer, ToolCall
 
 EngineFactory = Callable[..., Any]
 
 
 @pytest.fixture
-def server() -> Any:
-    with ScriptedModelServer(model_id="scripted-model") as s:
-        yield s
-
-
-@pytest.fixture
-async def make_engine(server: ScriptedModelServer, workspace: Path, state_dir: Path) -> AsyncIterator[EngineFactory]:
+async def make_engine(engine_settings: Callable[..., Settings]) -> AsyncIterator[EngineFactory]:
     engines: list[Engine] = []
 
     async def factory(**env: str) -> Engine:
-        settings = load_settings({"HOME": str(state_dir), "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "k",
-                                  "AGENT_WORKSPACE": str(workspace), "AGENT_STATE_DIR": str(state_dir),
-                                  "AGENT_REVIEW_ROUNDS": "0", **env})
-        session = SessionStore(state_dir).create(workspace=workspace, model=None, base_url=server.url)
-        engine = Engine(settings, session, client="test")
-        await engine.start()
+        engine = await open_engine(engine_settings(**env))
         engines.append(engine)
         return engine
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from core.config import load_settings
+from core.config import Settings
 from core.engine import Engine
-from core.session_log import SessionStore
 from core.watch import WorkspaceWatcher
+from tests.core.conftest import open_engine
 from tests.fakes.model_server import Reply, ScriptedModelServer, ToolCall
 
 EngineFactory = Callable[..., Any]
@@ -20,23 +20,12 @@ TIMEOUT_S = 15.0
 
 
 @pytest.fixture
-def server() -> Any:
-    with ScriptedModelServer(model_id="scripted-model") as s:
-        yield s
-
-
-@pytest.fixture
-async def make_engine(server: ScriptedModelServer, workspace: Path, state_dir: Path) -> AsyncIterator[EngineFactory]:
+async def make_engine(engine_settings: Callable[..., Settings]) -> AsyncIterator[EngineFactory]:
     """A started engine with a started watcher attached (both closed at the end)."""
     opened: list[tuple[Engine, WorkspaceWatcher]] = []
 
     async def factory(**env: str) -> Engine:
-        settings = load_settings({"HOME": str(state_dir), "OPENAI_BASE_URL": server.url, "OPENAI_API_KEY": "k",
-                                  "AGENT_WORKSPACE": str(workspace), "AGENT_STATE_DIR": str(state_dir),
-                                  "AGENT_REVIEW_ROUNDS": "0", **env})
-        session = SessionStore(settings.state_dir).create(workspace=workspace, model=None, base_url=server.url)
-        engine = Engine(settings, session, client="test")
-        await engine.start()
+        engine = await open_engine(engine_settings(**env))
         watcher = WorkspaceWatcher.for_engine(engine)
         await watcher.start()
         opened.append((engine, watcher))
