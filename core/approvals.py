@@ -27,7 +27,8 @@ _DEFAULT_VERDICTS: dict[str, Verdict] = {"update_plan": "allow", "write_file": "
 # Writing to these is not writing a file.
 _DEVICE_TARGETS = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/tty"})
 # Words whose value only the shell knows: expansions, globs (`[` alone is the test command), `~`.
-_DYNAMIC = re.compile(r"[$`*?]|\[[^\]]*\]|^~|^[<>]\(")
+# Brace expansion ({sudo,} ls, {a..z}) also makes words only the shell knows.
+_DYNAMIC = re.compile(r"[$`*?]|\[[^\]]*\]|^~|^[<>]\(|\{[^}]*(,|\.\.)[^}]*\}")
 _SUBCOMMAND = re.compile(r"[A-Za-z][A-Za-z0-9_:-]*")
 # Variables that decide which program runs or what it runs besides its job (git's fsmonitor, pagers, preloads).
 _RISKY_VARIABLE = re.compile(r"(PATH|LD_\w+|BASH_ENV|ENV|GIT_\w+|PAGER|MANPAGER|EDITOR|VISUAL|PYTHONPATH|"
@@ -241,6 +242,17 @@ def _rule_reason(text: str, rule: CommandRule) -> str:
     return f"'{text}' is denied by rule '{rule.text}' ({rule.source}){why}"
 
 
+def _guarded_word(words: Sequence[str], policy: PolicySet) -> str | None:
+    """The first argument that names a program a deny, ask or network rule starts with, if any."""
+    guarded = {r.prefix[0] for r in policy.command_rules if r.decision != "allow" or r.network}
+    for word in words:
+        for token in word.split():  # `script -qc 'sudo rm -rf /'`: the command hides inside one argument
+            name = posixpath.basename(token)
+            if name in guarded:
+                return name
+    return None
+
+
 def _judge_part(part: CommandPart, policy: PolicySet, mode: ApprovalMode, session_rules: Sequence[AlwaysAllowRule],
                 root: str | None) -> PartDecision:
     argv = normalized_argv(part.argv)
@@ -273,7 +285,14 @@ def _judge_part(part: CommandPart, policy: PolicySet, mode: ApprovalMode, sessio
         rule = max((r for r in matched if r.decision == verdict), key=lambda r: len(r.prefix))
         decision = PartDecision(text, verdict, _rule_reason(text, rule), rule.source, suggestion)
     elif policy.default_command == "ask" and mode == "full-auto":
-        decision = PartDecision(text, "allow", f"'{text}' matches no rule; full-auto runs it")
+        guarded = _guarded_word(part.argv[1:], policy)
+        if guarded is not None:
+            # An unknown program whose arguments name a guarded one (`setsid sudo ...`, `strace -f curl ...`)
+            # may well run it: full-auto must not wave it through.
+            decision = PartDecision(text, "ask", f"'{text}' matches no rule but runs '{guarded}', which a rule "
+                                                 f"guards, so it needs approval", "", suggestion)
+        else:
+            decision = PartDecision(text, "allow", f"'{text}' matches no rule; full-auto runs it")
     else:
         verdict = policy.default_command
         decision = PartDecision(text, verdict, f"'{text}' matches no rule, so run_command.default applies "
@@ -312,7 +331,8 @@ def _decide_command(args: dict[str, Any], policy: PolicySet, mode: ApprovalMode,
         if part.argv:
             judged.append(_judge_part(part, policy, mode, session_rules, root))
         for target in part.write_targets:
-            if target in _DEVICE_TARGETS or target.startswith(("/dev/fd/", ">(")):
+            normalized = posixpath.normpath(target) if target.startswith("/") else target
+            if normalized in _DEVICE_TARGETS or re.fullmatch(r"/dev/fd/\d+", normalized) or target.startswith(">("):
                 continue
             if _DYNAMIC.search(target):
                 judged.append(PartDecision(text, "deny", f"'{text}' writes to '{target}', which is only known when "

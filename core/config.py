@@ -50,6 +50,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "AGENT_REVIEW_ROUNDS": ("review_rounds", "use a whole number from 0 (no review) to 5"),
     "AGENT_TEST_COMMAND": ("test_command", "use the command that runs the project's tests, e.g. 'pytest -q'"),
     "AGENT_TEMPERATURE": ("temperature", "use a number from 0 to 2"),
+    "AGENT_REQUEST_TIMEOUT": ("request_timeout_s", "use seconds to wait for one model reply, e.g. 600"),
     "AGENT_PLANNER": ("planner", "use true (a planner agent writes the plan first) or false"),
 }
 FIELD_TO_ENV = {field: env for env, (field, _) in ENV_VARS.items()}
@@ -92,6 +93,8 @@ class Settings(BaseModel):
     # Off by default: on a local model every extra agent call costs a full prefill; the executor plans
     # with update_plan as its first step instead.
     planner: bool = False
+    # Long by default: a local model may JIT-load and prefill slowly on CPU before the first token.
+    request_timeout_s: float = Field(default=600.0, ge=1, le=86_400)
     mcp_servers: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("base_url")

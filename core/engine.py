@@ -11,7 +11,9 @@ import asyncio
 import json
 import logging
 import os
+import sqlite3
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +45,7 @@ from core.audit import AuditLog
 from core.checkpoints import CheckpointStore
 from core.commands import parse_command
 from core.config import APPROVAL_MODES, ApprovalMode, Settings
-from core.errors import AgentError, SessionError, WorkspaceError
+from core.errors import STATE_DIR_HINT, AgentError, SessionError, WorkspaceError
 from core.events import (
     AgentChanged,
     ApprovalDecided,
@@ -77,7 +79,7 @@ from core.session_log import SessionLog
 from core.textcalls import split_think
 from core.traces import install_local_tracing
 from tools import files
-from tools.registry import LOCAL_TOOLS, ToolRuntime, parse_arguments
+from tools.registry import LOCAL_TOOLS, ToolRuntime, content_sha256, parse_arguments
 from tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ FLUSH_INTERVAL_S = 0.1  # ~10 batches a second: fsync never runs per token
 FLUSH_CHARS = 4096
 PREVIEW_CHARS = 2000
 REJECTED_PREFIX = "The operator rejected this call"
+REFUSED_PREFIX = "Refused without asking"
 
 
 def _preview(text: str, limit: int = PREVIEW_CHARS) -> str:
@@ -204,7 +207,11 @@ class Engine:
             mcp_notices = [s.describe() for s in await self.mcp_hub.start() if not s.healthy]
         self.agents: AgentSet = build_agents(self._model, model_settings(settings), str(self.workspace.root),
                                              mcp_servers=self.mcp_hub.servers if self.mcp_hub else None)
-        self.memory = SQLiteSession(self.session.id, str(self.session.conversation_db))
+        try:
+            self.memory = SQLiteSession(self.session.id, str(self.session.conversation_db))
+        except (sqlite3.Error, OSError) as exc:
+            raise SessionError(f"cannot write the state directory {settings.state_dir}: {exc}",
+                               hint=STATE_DIR_HINT) from exc
         self.runtime = ToolRuntime(
             settings=settings, workspace=self.workspace, policies=self.policies, checkpoints=self.checkpoints,
             audit=self.audit, budget=BudgetTracker(self.policies.current.budgets), mode=self.mode,
@@ -402,7 +409,7 @@ class Engine:
                 role, run_input = "executor", (f"The reviewer found problems with your change. Fix them, then "
                                                f"summarize:\n{verdict.findings}")
         except Exception as exc:  # the run must end with a recorded reason, whatever happened
-            log.exception("run failed")
+            self.audit.record("run_error", error=repr(exc), traceback=traceback.format_exc(limit=20))
             self._flush_all()
             err = exc if isinstance(exc, AgentError) else classify_error(exc, self.settings)
             self._emit(ErrorEvent(message=err.message, hint=err.hint, recoverable=True,
@@ -468,6 +475,7 @@ class Engine:
             return "failed", ""
         except Exception as exc:
             self._flush_all()
+            self.audit.record("run_error", error=repr(exc), traceback=traceback.format_exc(limit=20))
             err = classify_error(exc, self.settings)
             self._emit(ErrorEvent(message=err.message, hint=err.hint, recoverable=True, kind=err.kind))
             self._finish("failed", err.message)
@@ -481,9 +489,10 @@ class Engine:
             return "cancelled", ""
         if result.interruptions:
             self._pause(result, role=role, goal=goal, round=round)
-            if all(r.call_id in self._decided for r in self.pending_approvals):
-                # Every pending call was already decided by policy (e.g. an MCP tool denied since): go on.
-                asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._maybe_resume()))
+            if not self.pending_approvals:
+                # Every call was refused outright (malformed, or denied since): go on without asking anyone.
+                asyncio.get_running_loop().call_soon(
+                    lambda: asyncio.ensure_future(self._maybe_resume(announce=False)))
             return "paused", ""
         if self._awaiting_output:
             self._awaiting_output.clear()
@@ -664,6 +673,8 @@ class Engine:
         if status is None:
             if output.startswith(REJECTED_PREFIX):
                 status = "rejected"
+            elif output.startswith(REFUSED_PREFIX):
+                status = "refused"
             elif output.startswith("ERROR") or output.startswith("An error occurred") or "not found" in output[:80]:
                 status = "failed"
             else:
@@ -695,7 +706,8 @@ class Engine:
         self._decided.clear()
         for item in result.interruptions:
             self._request_approval(item)
-        self._finish("paused", f"waiting for {len(self.pending_approvals)} approval(s)")
+        if self.pending_approvals:
+            self._finish("paused", f"waiting for {len(self.pending_approvals)} approval(s)")
 
     def _request_approval(self, item: ToolApprovalItem, *, note: str = "") -> None:
         call_id = getattr(item.raw_item, "call_id", None) or ""
@@ -705,7 +717,7 @@ class Engine:
         arguments = item.arguments or "{}"
         args = parse_arguments(arguments)
         decision = self._decide_call(name, args)
-        diff = argv = cwd = None
+        diff = argv = cwd = base = None
         kind = "other"
         summary = name
         if name in ("write_file", "edit_file"):
@@ -716,6 +728,8 @@ class Engine:
                           files.plan_edit(self.workspace, str(args.get("path", "")), str(args.get("old_text", "")),
                                           str(args.get("new_text", "")), bool(args.get("replace_all", False))))
                 diff = change.diff
+                base = content_sha256(change.old)
+                self.runtime.approved_bases[call_id] = base
                 summary = f"{'create' if change.created else 'change'} {change.path}"
             except WorkspaceError as exc:
                 summary = f"{name} {args.get('path', '')}: {exc.message}"
@@ -733,11 +747,21 @@ class Engine:
         suggested = "; ".join(r.describe() for r in decision.suggested_rules) or None
         reason = decision.reason if not note else f"{note} {decision.reason}".strip()
         request = ApprovalRequested(call_id=call_id, tool=name, arguments=arguments, kind=kind, summary=summary,
-                                    diff=diff, argv=argv, cwd=cwd, reason=reason, suggested_rule=suggested)
+                                    diff=diff, argv=argv, cwd=cwd, reason=reason, suggested_rule=suggested,
+                                    base_sha256=base)
+        # The SDK asks whenever arguments do not parse, and a policy may have changed since the call was made:
+        # nobody is asked about a call that can only be refused; the model is told why instead.
+        refusal = None
+        if arguments.strip() not in ("", "{}") and not args:
+            refusal = "the arguments are not valid JSON; send the call again with a JSON object of its arguments"
+        elif decision.verdict == "deny":
+            refusal = decision.reason
+        if refusal is not None:
+            self._decided[call_id] = ("refuse", refusal)
+            self.audit.record("approval", call_id=call_id, tool=name, decision="reject", reason=refusal, auto=True)
+            return
         recorded = self._emit(request)
         self.pending_approvals.append(recorded)  # type: ignore[arg-type]
-        if kind == "mcp" and decision.verdict == "deny":  # the policy changed after the server started
-            self._decide(recorded, "reject", decision.reason, None)  # type: ignore[arg-type]
 
     def _pending(self, call_id: str) -> ApprovalRequested:
         self._require_started()
@@ -753,7 +777,7 @@ class Engine:
                           rule=rule)
         self._decided[request.call_id] = ("reject" if decision == "reject" else "approve", reason)
 
-    async def _maybe_resume(self) -> None:
+    async def _maybe_resume(self, *, announce: bool = True) -> None:
         if any(r.call_id not in self._decided for r in self.pending_approvals):
             return
         state = self._state
@@ -764,6 +788,8 @@ class Engine:
             verdict, reason = self._decided.get(call_id, ("reject", "no decision recorded"))
             if verdict == "approve":
                 state.approve(item)
+            elif verdict == "refuse":
+                state.reject(item, rejection_message=f"{REFUSED_PREFIX}: {reason}")
             else:
                 message = f"{REJECTED_PREFIX}: {reason}" if reason else f"{REJECTED_PREFIX}."
                 state.reject(item, rejection_message=message)
@@ -776,7 +802,8 @@ class Engine:
         paused, self._paused = self._paused, {}
         self._state = None
         self._run_id = paused.get("run_id", self._run_id)
-        self._emit(RunStarted(run_id=self._run_id, goal=paused.get("goal", ""), approval_mode=self.mode))
+        if announce:
+            self._emit(RunStarted(run_id=self._run_id, goal=paused.get("goal", ""), approval_mode=self.mode))
         self._task = asyncio.create_task(self._drive(goal=paused.get("goal", ""), role=paused.get("role", "executor"),
                                                      run_input=state, round=int(paused.get("round", 0))))
 
@@ -801,6 +828,9 @@ class Engine:
         self._run_id = saved.get("run_id") or self._run_id
         requested = {ev.call_id: ev for ev in self.history if isinstance(ev, ApprovalRequested)}
         decided = {ev.call_id: ev for ev in self.history if isinstance(ev, ApprovalDecided)}
+        for call_id, ev in requested.items():
+            if ev.base_sha256:
+                self.runtime.approved_bases[call_id] = ev.base_sha256
         for item in state.get_interruptions():
             call_id = getattr(item.raw_item, "call_id", "")
             name = item.name or ""

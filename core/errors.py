@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+STATE_DIR_HINT = "free disk space for the state directory, or point AGENT_STATE_DIR at a writable directory"
+
 
 class AgentError(Exception):
     """Base of every error dev-agent raises on purpose.

@@ -35,8 +35,14 @@ class Event(BaseModel):
         super().__init__(**data)
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json", exclude_none=False), ensure_ascii=False,
-                          separators=(",", ":"))
+        data = self.model_dump(mode="json", exclude_none=False)
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # Lone surrogates (a non-UTF-8 file name) cannot be written as UTF-8: JSON escapes keep them exact.
+            text = json.dumps(data, separators=(",", ":"))
+        return text
 
 
 def parse_event(data: dict[str, Any]) -> Event:
@@ -177,6 +183,9 @@ class ApprovalRequested(Event):
     cwd: str | None = None
     reason: str = ""
     suggested_rule: str | None = None
+    # For writes: sha256 of the file as shown in the diff ("absent" for a new file). The write is refused if the
+    # file differs when the approved call runs, so an edit made meanwhile is never silently overwritten.
+    base_sha256: str | None = None
 
 
 class ApprovalDecided(Event):

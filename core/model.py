@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,12 +26,15 @@ from openai.types.responses import (
 from openai.types.responses.response_reasoning_item import Summary
 
 from core.config import Settings
-from core.errors import EndpointError
+from core.errors import STATE_DIR_HINT, EndpointError
 from core.textcalls import recover_tool_calls
 
 # Agent work needs room for the system prompt, tool schemas, files and command output.
 MIN_CONTEXT_FOR_AGENT = 8192
 RECOMMENDED_CONTEXT = 16384
+
+# Local disk problems must never be reported as an unreachable model endpoint.
+_STATE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EDQUOT})
 
 UNREACHABLE_HINT = (
     "start the model server and make it reachable from here: in LM Studio enable 'Serve on Local Network' "
@@ -64,7 +69,7 @@ def build_client(settings: Settings) -> AsyncOpenAI:
     return AsyncOpenAI(
         base_url=settings.base_url,
         api_key=settings.api_key.get_secret_value(),
-        timeout=openai.Timeout(600.0, connect=5.0),
+        timeout=openai.Timeout(settings.request_timeout_s, connect=5.0),
         max_retries=1,
     )
 
@@ -138,7 +143,8 @@ def normalize_arguments(arguments: str, schema: dict[str, Any]) -> str:
             normalized[name] = spec["default"]
         elif any(isinstance(alt, dict) and alt.get("type") == "null" for alt in spec.get("anyOf", [])):
             normalized[name] = None
-    return arguments if normalized == args else json.dumps(normalized, ensure_ascii=False)
+    # ASCII escapes keep lone surrogates (non-UTF-8 file names) encodable in the next request.
+    return arguments if normalized == args else json.dumps(normalized)
 
 
 def normalize_output(output: list[Any], tools: Any) -> list[Any]:
@@ -146,12 +152,35 @@ def normalize_output(output: list[Any], tools: Any) -> list[Any]:
     schemas = {getattr(t, "name", ""): getattr(t, "params_json_schema", None) for t in tools or []}
     out = rewrite_text_tool_calls(output, frozenset(n for n in schemas if n))
     for i, item in enumerate(out):
-        schema = schemas.get(item.name) if isinstance(item, ResponseFunctionToolCall) else None
+        if not isinstance(item, ResponseFunctionToolCall):
+            continue
+        schema = schemas.get(item.name)
+        fixed = _ascii_arguments(item.arguments)
         if isinstance(schema, dict):
-            fixed = normalize_arguments(item.arguments, schema)
-            if fixed != item.arguments:
-                out[i] = item.model_copy(update={"arguments": fixed})
+            fixed = normalize_arguments(fixed, schema)
+        if fixed != item.arguments:
+            out[i] = item.model_copy(update={"arguments": fixed})
     return out
+
+
+def _ascii_arguments(arguments: str) -> str:
+    """Decoded surrogate escapes (a non-UTF-8 file name) would make the next request unencodable: re-escape them."""
+    # Either raw surrogates or JSON escapes of them (`\udce9`), which decode to surrogates in the SDK.
+    if "\\ud" not in arguments.lower() and not any("\ud800" <= c <= "\udfff" for c in arguments):
+        return arguments
+    def escape(value: Any) -> Any:
+        if isinstance(value, str):  # the same `\xNN` form list_dir shows; the workspace maps it back
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        if isinstance(value, dict):
+            return {escape(k): escape(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [escape(v) for v in value]
+        return value
+
+    try:
+        return json.dumps(escape(json.loads(arguments)))
+    except json.JSONDecodeError:
+        return escape(arguments)
 
 
 class RecoveringChatCompletionsModel(OpenAIChatCompletionsModel):
@@ -185,6 +214,9 @@ def classify_error(exc: BaseException, settings: Settings | None = None) -> Endp
     body = _error_text(exc)
     low = body.lower()
     status = getattr(exc, "status_code", None)
+    if isinstance(exc, sqlite3.Error) or (isinstance(exc, OSError) and exc.errno in _STATE_ERRNOS):
+        return EndpointError(f"cannot write the state directory: {exc}", kind="state_dir",
+                             hint=STATE_DIR_HINT)
     if isinstance(exc, openai.APITimeoutError):
         return EndpointError(f"the model at {base} did not answer in time", kind="timeout",
                              hint="the model may still be loading or the prompt is long for this machine; "

@@ -78,7 +78,7 @@ def _call_from_obj(obj: Any, tools: frozenset[str]) -> TextToolCall | None:
         args = parsed if isinstance(parsed, dict) else None
     if not isinstance(args, dict):
         return None
-    return TextToolCall(name=name, arguments=json.dumps(args, ensure_ascii=False))
+    return TextToolCall(name=name, arguments=json.dumps(args))
 
 
 def _objects(blob: str) -> Iterable[Any]:
@@ -115,7 +115,7 @@ def recover_tool_calls(text: str, tool_names: Iterable[str]) -> Recovered:
         if name not in tools:
             return []
         params = {k: _xml_value(v) for k, v in _XML_PARAM_RE.findall(m.group(2))}
-        return [TextToolCall(name=name, arguments=json.dumps(params, ensure_ascii=False))]
+        return [TextToolCall(name=name, arguments=json.dumps(params))]
 
     def parse_xml_inner(inner: str) -> list[TextToolCall]:
         return [c for m in _XML_FUNC_RE.finditer(inner) for c in parse_xml(m)]

@@ -8,6 +8,7 @@ as text through `failure_error_function`; they never crash the run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -52,6 +53,8 @@ class ToolRuntime:
     call_status: dict[str, str] = field(default_factory=dict)
     diffs: dict[str, str] = field(default_factory=dict)
     changed_files: bool = False
+    # call id -> sha256 of the file content the operator approved a diff against ("absent": a new file).
+    approved_bases: dict[str, str] = field(default_factory=dict)
     on_plan: Callable[[PlanUpdated], None] | None = None
 
     def decide(self, tool: str, args: dict[str, Any]) -> Decision:
@@ -62,11 +65,16 @@ class ToolRuntime:
         self.side_events.setdefault(call_id, []).append(event)
 
 
+def model_text(text: str) -> str:
+    """Text the model can be sent: non-UTF-8 file names (lone surrogates) become escapes, never a crash."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def tool_error_text(ctx: RunContextWrapper[Any], error: Exception) -> str:
     """What the model reads when a tool fails: the real reason, so it can retry sensibly."""
     if isinstance(error, AgentError):
-        return f"ERROR: {error.message}"
-    return f"ERROR {type(error).__name__}: {error}"
+        return model_text(f"ERROR: {error.message}")
+    return model_text(f"ERROR {type(error).__name__}: {error}")
 
 
 def _start(ctx: ToolContext[ToolRuntime], tool: str, args: dict[str, Any]) -> tuple[ToolRuntime, Decision]:
@@ -109,7 +117,7 @@ def read_file(ctx: ToolContext[ToolRuntime], path: str, start_line: int | None =
     rt, _ = _start(ctx, "read_file", args)
     out = files.read_file(rt.workspace, path, start_line, end_line)
     _finish(rt, ctx.tool_call_id, "read_file", args, started)
-    return out
+    return model_text(out)
 
 
 @function_tool(failure_error_function=tool_error_text)
@@ -123,7 +131,7 @@ def list_dir(ctx: ToolContext[ToolRuntime], path: str = ".") -> str:
     rt, _ = _start(ctx, "list_dir", {"path": path})
     out = files.list_dir(rt.workspace, path)
     _finish(rt, ctx.tool_call_id, "list_dir", {"path": path}, started)
-    return out
+    return model_text(out)
 
 
 @function_tool(failure_error_function=tool_error_text)
@@ -140,11 +148,19 @@ def search_files(ctx: ToolContext[ToolRuntime], pattern: str, path: str = ".", g
     rt, _ = _start(ctx, "search_files", args)
     out = files.search_files(rt.workspace, pattern, path, glob)
     _finish(rt, ctx.tool_call_id, "search_files", args, started)
-    return out
+    return model_text(out)
+
+
+def content_sha256(text: str | None) -> str:
+    return "absent" if text is None else hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def _apply(ctx: ToolContext[ToolRuntime], tool: str, args: dict[str, Any], change: files.FileChange) -> str:
     rt = ctx.context
+    approved = rt.approved_bases.pop(ctx.tool_call_id, None)
+    if approved is not None and approved != content_sha256(change.old):
+        raise WorkspaceError(f"'{change.path}' changed since this edit was approved (someone edited it meanwhile); "
+                             "read it again and redo the edit")
     checkpoint = rt.checkpoints.snapshot(f"{tool} {change.path}", paths=[change.path])
     summary = files.apply_change(rt.workspace, change)
     rt.checkpoints.record_after()
@@ -152,7 +168,7 @@ def _apply(ctx: ToolContext[ToolRuntime], tool: str, args: dict[str, Any], chang
     rt.diffs[ctx.tool_call_id] = change.diff
     rt.side_event(ctx.tool_call_id, FileChanged(path=change.path, change="added" if change.created else "modified",
                                                 source="agent", checkpoint=checkpoint))
-    return summary
+    return model_text(summary)
 
 
 async def _guarded_write_needs_approval(ctx: RunContextWrapper[ToolRuntime], params: dict[str, Any],
@@ -178,7 +194,7 @@ def write_file(ctx: ToolContext[ToolRuntime], path: str, content: str) -> str:
     rt, _ = _start(ctx, "write_file", args)
     summary = _apply(ctx, "write_file", args, files.plan_write(rt.workspace, path, content))
     _finish(rt, ctx.tool_call_id, "write_file", args, started)
-    return summary
+    return model_text(summary)
 
 
 @function_tool(failure_error_function=tool_error_text, needs_approval=_guarded_write_needs_approval)
@@ -197,7 +213,7 @@ def edit_file(ctx: ToolContext[ToolRuntime], path: str, old_text: str, new_text:
     rt, _ = _start(ctx, "edit_file", args)
     summary = _apply(ctx, "edit_file", args, files.plan_edit(rt.workspace, path, old_text, new_text, replace_all))
     _finish(rt, ctx.tool_call_id, "edit_file", args, started)
-    return summary
+    return model_text(summary)
 
 
 def command_argv(command: str, shell_allowed: bool) -> list[str]:
@@ -233,7 +249,7 @@ async def run_command(ctx: ToolContext[ToolRuntime], command: str, timeout_s: fl
     rt.call_status[ctx.tool_call_id] = "ok" if ok else "failed"
     _finish(rt, ctx.tool_call_id, "run_command", args, started, ok=ok, argv=argv, cwd=str(rt.workspace.root),
             exit_code=result.exit_code, timed_out=result.timed_out, output_chars=result.output_chars)
-    return shell.format_command_result(result)
+    return model_text(shell.format_command_result(result))
 
 
 class PlanStepArg(BaseModel):
@@ -265,7 +281,7 @@ def git_status(ctx: ToolContext[ToolRuntime]) -> str:
     rt, _ = _start(ctx, "git_status", {})
     out = git_tools.git_status(rt.workspace.root, hidden=rt.workspace.rules.is_hidden)
     _finish(rt, ctx.tool_call_id, "git_status", {}, started)
-    return out
+    return model_text(out)
 
 
 @function_tool(failure_error_function=tool_error_text)
@@ -280,7 +296,7 @@ def git_diff(ctx: ToolContext[ToolRuntime], path: str | None = None) -> str:
     rel = rt.workspace.relative(rt.workspace.resolve(path)) if path else None
     out = git_tools.git_diff(rt.workspace.root, rel, hidden=rt.workspace.rules.is_hidden)
     _finish(rt, ctx.tool_call_id, "git_diff", {"path": path}, started)
-    return out
+    return model_text(out)
 
 
 ALL_TOOLS: dict[str, FunctionTool] = {

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -59,6 +60,7 @@ class Workspace:
 
     def resolve(self, path: str, *, write: bool = False) -> Path:
         """The real path inside the workspace that `path` names, or WorkspaceError saying why not."""
+        path = _undo_byte_escapes(path, self._root)
         lexical = self._lexical(path)
         normal = os.path.normpath(lexical) if lexical else "."
         if normal == ".." or normal.startswith("../"):
@@ -261,3 +263,21 @@ def _replace_in_dir(dir_fd: int, name: str, payload: bytes) -> None:
             os.unlink(temp_name, dir_fd=dir_fd)
         raise
     os.fsync(dir_fd)
+
+
+_BYTE_ESCAPE = re.compile(r"\\x([89a-fA-F][0-9a-fA-F])")
+
+
+def _undo_byte_escapes(path: str, root: str) -> str:
+    """A non-UTF-8 name is shown to the model as `caf\\xe9.txt` (the model cannot send raw bytes): map it back.
+
+    Only when the escaped form does not exist itself and the decoded one does, so a file really named with
+    a backslash keeps working.
+    """
+    if "\\x" not in path:
+        return path
+    decoded = _BYTE_ESCAPE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), path)
+    full = os.path.join(root, path)
+    if decoded != path and not os.path.lexists(full) and os.path.lexists(os.path.join(root, decoded)):
+        return decoded
+    return path
