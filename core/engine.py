@@ -330,6 +330,7 @@ class Engine:
         if self.mcp_hub is not None:
             await self.mcp_hub.close()
         if self._started:
+            await self._client.close()
             self.memory.close()
             self._unsubscribe_policy()
             if self._sighup:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import itertools
 import json
@@ -28,6 +29,8 @@ from openai.types.responses.response_reasoning_item import Summary
 from core.config import Settings
 from core.errors import STATE_DIR_HINT, EndpointError
 from core.textcalls import recover_tool_calls
+
+YIELD_EVERY_S = 0.005
 
 # Agent work needs room for the system prompt, tool schemas, files and command output.
 MIN_CONTEXT_FOR_AGENT = 8192
@@ -194,10 +197,16 @@ class RecoveringChatCompletionsModel(OpenAIChatCompletionsModel):
 
     async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         tools = args[3] if len(args) > 3 else kwargs.get("tools", [])
+        last_pause = time.monotonic()
         async for event in super().stream_response(*args, **kwargs):
             if isinstance(event, ResponseCompletedEvent):
                 event.response.output = normalize_output(list(event.response.output), tools)
             yield event
+            # A fast stream arrives in big socket reads whose chunks are parsed without ever awaiting: give
+            # the event loop (keys, rendering) a turn every few milliseconds.
+            if time.monotonic() - last_pause > YIELD_EVERY_S:
+                await asyncio.sleep(0)
+                last_pause = time.monotonic()
 
 
 def build_model(settings: Settings, client: AsyncOpenAI, model_id: str) -> Model:

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -38,6 +39,9 @@ RUN_STATUS_NOTES = {
     "max_turns": "run stopped: it reached the turn limit",
 }
 
+
+# How long a hung-up app may take to close its engine before the process ends regardless.
+HANGUP_GRACE_S = 3.0
 
 class DevAgentApp(App[None]):
     """A terminal client of one core Engine: renders its events and sends it the user's ops."""
@@ -216,6 +220,11 @@ class DevAgentApp(App[None]):
             try:
                 os.tcgetpgrp(stdin.fileno() if stdin is not None else 0)
             except OSError:  # the terminal hung up
+                # Textual's writer thread can block forever on a dead terminal while shutting down: every event
+                # is already fsynced and the session lock dies with the process, so a watchdog ends it for sure.
+                watchdog = threading.Timer(HANGUP_GRACE_S, os._exit, args=(0,))
+                watchdog.daemon = True
+                watchdog.start()
                 self.call_later(self.action_quit)
                 return
             engine.policies.reload()

@@ -32,7 +32,7 @@ from tests.tui.engine_double import (
 )
 from tui.app import DevAgentApp
 from tui.commands import DevAgentCommands
-from tui.widgets.transcript import MAX_MESSAGES
+from tui.widgets.transcript import MAX_MESSAGES, REPLAY_MESSAGES
 
 SIZE = (120, 40)
 
@@ -205,9 +205,10 @@ async def test_long_session_replay_keeps_the_transcript_bounded() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await started(app, pilot)
         transcript = app.main_screen.transcript
-        assert len(transcript.query(".user-message")) == MAX_MESSAGES
-        assert transcript.pruned == 10_000 - MAX_MESSAGES
-        assert "9800 earlier messages" in str(transcript.query_one("#pruned-note", Static).render())
+        assert len(transcript.query(".user-message")) == REPLAY_MESSAGES
+        assert transcript.pruned == 10_000 - REPLAY_MESSAGES
+        assert f"{10_000 - REPLAY_MESSAGES} earlier messages" in str(
+            transcript.query_one("#pruned-note", Static).render())
         assert str(transcript.query(".user-message").last().render()) == "message 9999"
 
 

@@ -236,12 +236,14 @@ async def test_no_sessions_shows_a_friendly_line() -> None:
         assert app.results == []
 
 
-async def test_a_thousand_sessions_load() -> None:
+async def test_a_thousand_sessions_load_newest_first_and_the_filter_reaches_all() -> None:
     rows = [Row(f"s{n:04d}", f"goal number {n}", updated=NOW - n * 60) for n in range(1000)]
     app = PickerHost(make_picker(rows))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert app.picker.query_one(DataTable).row_count == 1000
+        assert app.picker.query_one(DataTable).row_count == 100
+        assert app.picker.shown_ids[:2] == ["s0000", "s0001"]
+        assert "100 of 1000 shown" in str(app.picker.query_one("#picker-more", Static).visual.plain)
         app.picker.query_one(Input).value = "number 99"
         await pilot.pause()
         assert app.picker.shown_ids == ["s0099", *[f"s{n:04d}" for n in range(990, 1000)]]

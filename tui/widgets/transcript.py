@@ -17,6 +17,9 @@ from textual.widgets import Collapsible, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
 MAX_MESSAGES = 200
+# A resumed session mounts only its newest messages: each finished answer is laid out on every layout pass,
+# so mounting all 200 made a 10,000-event resume take seconds. Live messages still grow to MAX_MESSAGES.
+REPLAY_MESSAGES = 40
 FLUSH_INTERVAL_S = 0.1
 
 WidgetFactory = Callable[[], Widget]
@@ -122,7 +125,7 @@ class Transcript(VerticalScroll):
         self._replay = deque()
 
     def end_replay(self) -> None:
-        """Mount the newest MAX_MESSAGES replayed messages in one go."""
+        """Mount the newest REPLAY_MESSAGES replayed messages in one go."""
         assert self._replay is not None
         for parts in self._replay_reasoning.values():
             self._replay.append(lambda text="".join(parts): _reasoning(text))
@@ -131,7 +134,7 @@ class Transcript(VerticalScroll):
         self._replay_reasoning.clear()
         self._replay_text.clear()
         factories, self._replay = self._replay, None
-        excess = max(0, len(factories) - MAX_MESSAGES)
+        excess = max(0, len(factories) - REPLAY_MESSAGES)
         for _ in range(excess):
             factories.popleft()
         self._pruned += excess
