@@ -76,7 +76,7 @@ from core.mcp import McpHub
 from core.model import EndpointInfo, build_client, build_model, classify_error, discover, model_settings
 from core.policy import BudgetTracker, PolicyStore
 from core.session_log import SessionLog
-from core.textcalls import split_think
+from core.textcalls import split_think, streamable_prefix
 from core.traces import install_local_tracing
 from tools import files
 from tools.registry import LOCAL_TOOLS, ToolRuntime, content_sha256, parse_arguments
@@ -617,9 +617,10 @@ class Engine:
             self._msg_sent_reasoning = think
         if "<think>" in self._msg_raw and "</think>" not in self._msg_raw:
             return  # inside an open think block: nothing of the answer yet
-        if answer.startswith(self._msg_sent_answer) and len(answer) > len(self._msg_sent_answer):
-            self._emit(AssistantDelta(message_id=self._msg_id, text=answer[len(self._msg_sent_answer):]))
-            self._msg_sent_answer = answer
+        shown = streamable_prefix(answer)
+        if shown.startswith(self._msg_sent_answer) and len(shown) > len(self._msg_sent_answer):
+            self._emit(AssistantDelta(message_id=self._msg_id, text=shown[len(self._msg_sent_answer):]))
+            self._msg_sent_answer = shown
 
     def _flush_all(self) -> None:
         self._last_flush = time.monotonic()

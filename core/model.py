@@ -367,5 +367,7 @@ async def _context_window(http: httpx2.AsyncClient, root: str, info: EndpointInf
             pass
         for d in entries:
             meta = d.get("meta") if isinstance(d.get("meta"), dict) else {}
-            if d.get("id") == info.model and meta.get("n_ctx_train"):
-                info.context_window = int(meta["n_ctx_train"])
+            # n_ctx is the loaded context; n_ctx_train only the model's maximum.
+            ctx = meta.get("n_ctx") or meta.get("n_ctx_train")
+            if d.get("id") == info.model and ctx:
+                info.context_window = int(ctx)

@@ -17,6 +17,7 @@ from typing import Any
 
 THINK_RE = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
 
+_TOOL_RESPONSE_RE = re.compile(r"</?tool_response>")
 _HERMES_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|\Z)", re.DOTALL)
 _LMSTUDIO_RE = re.compile(r"\[TOOL_REQUEST\]\s*(.*?)\s*(?:\[END_TOOL_REQUEST\]|\Z)", re.DOTALL)
 _FENCE_RE = re.compile(r"```(?:json|tool_call|tool)?\s*\n(.*?)\n?```", re.DOTALL)
@@ -37,6 +38,26 @@ class Recovered:
     text: str
     calls: list[TextToolCall] = field(default_factory=list)
     reasoning: str = ""
+
+
+# Where a tool call printed as text may begin: streamed text from here on is held back until the turn ends.
+CALL_MARKERS = ("```json", "```tool", "<tool_call>", "[TOOL_REQUEST]", "<function=")
+
+
+def streamable_prefix(answer: str) -> str:
+    """The part of a streaming answer that can be shown now: never the start of a possible text tool call."""
+    if answer.lstrip().startswith(("{", "[")):
+        return ""  # a bare JSON call; shown (or executed) when the turn ends
+    cut = len(answer)
+    for marker in CALL_MARKERS:
+        at = answer.find(marker)
+        if at != -1:
+            cut = min(cut, at)
+        for n in range(len(marker) - 1, 0, -1):  # a marker still arriving at the very end
+            if answer.endswith(marker[:n]):
+                cut = min(cut, len(answer) - n)
+                break
+    return answer[:cut]
 
 
 def split_think(text: str) -> tuple[str, str]:
@@ -93,6 +114,8 @@ def recover_tool_calls(text: str, tool_names: Iterable[str]) -> Recovered:
     """Find tool calls printed as text. Returns the text with the calls removed, and the calls."""
     tools = frozenset(tool_names)
     answer, reasoning = split_think(text)
+    # Small models answer a tool result by echoing it in the template's wrapper: the wrapper is not the answer.
+    answer = _TOOL_RESPONSE_RE.sub("", answer).strip() if "tool_response>" in answer else answer
     calls: list[TextToolCall] = []
     remaining = answer
 

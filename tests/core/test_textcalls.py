@@ -64,3 +64,18 @@ def test_think_blocks_are_reasoning_not_answer() -> None:
                            '{"path": "a"}}</tool_call>', TOOLS)
     assert r.reasoning == "read first"
     assert r.calls and r.text == ""
+
+
+def test_streaming_never_shows_the_start_of_a_text_tool_call() -> None:
+    from core.textcalls import streamable_prefix
+
+    assert streamable_prefix("I will write it.\n```json\n{\"name\"") == "I will write it.\n"
+    assert streamable_prefix("Reading now. <tool_") == "Reading now. "
+    assert streamable_prefix('{"name": "read_file"') == ""
+    assert streamable_prefix("Plain answer, no calls.") == "Plain answer, no calls."
+    assert streamable_prefix("Code:\n```python\nprint(1)\n```") == "Code:\n```python\nprint(1)\n```"
+
+
+def test_echoed_tool_response_wrapper_is_not_the_answer() -> None:
+    r = recover_tool_calls("<tool_response>\ncreated hello.py (1 line)\n</tool_response>", TOOLS)
+    assert r.text == "created hello.py (1 line)" and r.calls == []
