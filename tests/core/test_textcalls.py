@@ -73,7 +73,9 @@ def test_streaming_never_shows_the_start_of_a_text_tool_call() -> None:
     assert streamable_prefix("Reading now. <tool_") == "Reading now. "
     assert streamable_prefix('{"name": "read_file"') == ""
     assert streamable_prefix("Plain answer, no calls.") == "Plain answer, no calls."
-    assert streamable_prefix("Code:\n```python\nprint(1)\n```") == "Code:\n```python\nprint(1)\n```"
+    # A fence at the very end could still become ```json: held back until more text (or the turn's end) comes.
+    assert streamable_prefix("Code:\n```python\nprint(1)\n```") == "Code:\n```python\nprint(1)\n"
+    assert streamable_prefix("Code:\n```python\nprint(1)\n```\nDone.") == "Code:\n```python\nprint(1)\n```\nDone."
 
 
 def test_echoed_tool_response_wrapper_is_not_the_answer() -> None:
