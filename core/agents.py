@@ -12,7 +12,7 @@ from agents.models.interface import Model
 from core.mcp import AGENT_MCP_CONFIG
 from tools.registry import ToolRuntime, executor_tools, planner_tools, reviewer_tools
 
-EXECUTOR_INSTRUCTIONS = """You are dev-agent, a careful coding assistant working in the workspace {workspace}.
+EXECUTOR_INSTRUCTIONS = """You are dev-agent, a careful coding assistant working in a project workspace.
 Work in small steps with the tools:
 1. First call update_plan with a short plan (2-6 steps), then keep it current (mark steps in_progress/done).
 2. Read files before you change them. Prefer edit_file for small changes; write_file for new files.
@@ -20,11 +20,11 @@ Work in small steps with the tools:
 4. If a tool call is refused or rejected, read the reason and adapt; do not repeat the same call.
 5. When the task is done, reply with a short summary of what you changed and how you checked it."""
 
-PLANNER_INSTRUCTIONS = """You plan coding tasks in the workspace {workspace}.
+PLANNER_INSTRUCTIONS = """You plan coding tasks in a project workspace.
 Look around briefly if needed (list_dir, read_file), then call update_plan once with 2-6 concrete steps,
 all pending. Then reply with one line: the plan is ready. Do not change any file."""
 
-REVIEWER_INSTRUCTIONS = """You review a change made in the workspace {workspace} for the task below.
+REVIEWER_INSTRUCTIONS = """You review a change made in a project workspace for the task below.
 Check the diff and, if test output is given, whether the tests pass. You may read files.
 Reply with exactly one of:
 APPROVED: <one line why>
@@ -71,16 +71,17 @@ class AgentSet:
         return {"executor": self.executor, "planner": self.planner, "reviewer": self.reviewer}[role]
 
 
-def build_agents(model: Model, settings: ModelSettings, workspace: str, mcp_servers: list[Any] | None = None
-                 ) -> AgentSet:
+def build_agents(model: Model, settings: ModelSettings, mcp_servers: list[Any] | None = None) -> AgentSet:
+    """The three agents. Prompts name no absolute path: tool paths are relative, and a prompt that is the same
+    for every workspace lets a local server reuse its prompt cache (prefill is the slow part on a CPU)."""
     common: dict[str, Any] = {"model": model, "model_settings": settings}
     executor = Agent[ToolRuntime](
-        name="executor", instructions=EXECUTOR_INSTRUCTIONS.format(workspace=workspace),
+        name="executor", instructions=EXECUTOR_INSTRUCTIONS,
         tools=executor_tools(), mcp_servers=list(mcp_servers or []), mcp_config=AGENT_MCP_CONFIG, **common)
     planner = Agent[ToolRuntime](
-        name="planner", instructions=PLANNER_INSTRUCTIONS.format(workspace=workspace),
+        name="planner", instructions=PLANNER_INSTRUCTIONS,
         tools=planner_tools(), **common)
     reviewer = Agent[ToolRuntime](
-        name="reviewer", instructions=REVIEWER_INSTRUCTIONS.format(workspace=workspace),
+        name="reviewer", instructions=REVIEWER_INSTRUCTIONS,
         tools=reviewer_tools(), **common)
     return AgentSet(executor=executor, planner=planner, reviewer=reviewer)

@@ -205,7 +205,7 @@ class Engine:
         if self.mcp_hub is not None:
             # A server that fails to start is reported and left out: the run goes on without its tools.
             mcp_notices = [s.describe() for s in await self.mcp_hub.start() if not s.healthy]
-        self.agents: AgentSet = build_agents(self._model, model_settings(settings), str(self.workspace.root),
+        self.agents: AgentSet = build_agents(self._model, model_settings(settings),
                                              mcp_servers=self.mcp_hub.servers if self.mcp_hub else None)
         try:
             self.memory = SQLiteSession(self.session.id, str(self.session.conversation_db))

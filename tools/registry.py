@@ -305,6 +305,30 @@ ALL_TOOLS: dict[str, FunctionTool] = {
 }
 
 
+def _strip_titles(schema: Any) -> None:
+    """Drop pydantic's generated "title" strings from a JSON schema (property names are kept).
+
+    On a small local model the tool schemas are most of the first prompt, and prefill is the slow part
+    (about 13% fewer tokens for nothing the model uses).
+    """
+    if isinstance(schema, dict):
+        if isinstance(schema.get("title"), str):
+            del schema["title"]
+        for key, value in schema.items():
+            if key == "properties" and isinstance(value, dict):
+                for prop in value.values():
+                    _strip_titles(prop)
+            else:
+                _strip_titles(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            _strip_titles(item)
+
+
+for _tool in ALL_TOOLS.values():
+    _strip_titles(_tool.params_json_schema)
+
+
 def executor_tools() -> list[FunctionTool]:
     return list(ALL_TOOLS.values())
 
