@@ -1,0 +1,114 @@
+"""Resume of a 10,000-event session and the session picker over 1,000 sessions (fresh processes)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.benchmarks.common import (
+    REPO,
+    VENV_BIN,
+    Figure,
+    ModelServerProcess,
+    agent_env,
+    load_average,
+    rss_mb,
+    stop_tui,
+    tmux_server,
+    wait_until,
+)
+from tests.benchmarks.workloads import LAST_ANSWER_MARK, make_sessions, write_long_session
+
+EVENTS = 10_000
+SESSIONS = 1000
+RSS_SETTLE_S = 1.0
+
+
+def _probe(*args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "tests.benchmarks.probe", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"probe {args[0]} failed: {done.stderr[-800:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def resume(runs: int, tmp: Path) -> list[Figure]:
+    workspace = tmp / "ws"
+    workspace.mkdir()
+    state = tmp / "state-long"
+    session_id = write_long_session(state, workspace, EVENTS)
+    probes: list[dict[str, Any]] = []
+    loads: list[float] = []
+    for _ in range(runs):
+        loads.append(load_average())
+        probes.append(_probe("resume", str(state), session_id))
+    if not all(p["last_message_shown"] for p in probes):
+        raise RuntimeError("the replayed transcript did not show the session's last answer")
+    note = f"{EVENTS:,}-event log ({_size_mb(state):.1f} MB), fresh process, headless 120x40"
+    figures = [
+        Figure("resume: SessionStore.open + read_events", "s", [p["open_s"] + p["read_s"] for p in probes], loads,
+               note=note),
+        Figure("resume: TUI replay until last message shown", "s", [p["replay_s"] for p in probes], loads,
+               note="DevAgentApp over an engine double holding the events (run_test start -> painted)"),
+        Figure("resume: open + read + replay (headless)", "s", [p["resume_s"] for p in probes], loads, 1.0,
+               note="imports excluded"),
+        Figure("resume: RSS after replay (headless)", "MB", [p["rss_mb"] for p in probes], loads, 200),
+    ]
+    return figures + _resume_tmux(runs, tmp, state, session_id)
+
+
+def _resume_tmux(runs: int, tmp: Path, state: Path, session_id: str) -> list[Figure]:
+    """The real thing: `agent-tui --resume ID` in tmux, spawn -> the session's last answer on screen."""
+    times: list[float] = []
+    rss: list[float] = []
+    loads: list[float] = []
+    with ModelServerProcess([], tmp) as server, tmux_server() as tmux:
+        for index in range(runs):
+            # Resuming records session_resumed: every run gets its own copy of the untouched session.
+            copy = tmp / f"state-copy-{index}"
+            shutil.copytree(state, copy)
+            env = agent_env(server.url, tmp / "ws", copy)
+            loads.append(load_average())
+            name, spawned = tmux.spawn([str(VENV_BIN / "agent-tui"), "--resume", session_id], env, (120, 40))
+            pid = tmux.pid(name)
+            try:
+                wait_until(lambda name=name: LAST_ANSWER_MARK in tmux.capture(name), 120, "the last answer")
+                times.append(time.perf_counter() - spawned)
+                # The replay runs after the engine started: once the answer shows, the resume is complete.
+                time.sleep(RSS_SETTLE_S)
+                rss.append(rss_mb(pid))
+            finally:
+                stop_tui(tmux, name, pid)
+            shutil.rmtree(copy, ignore_errors=True)
+    note = "agent-tui --resume in tmux 120x40, spawn -> last answer on screen (includes start-up)"
+    return [Figure("resume: agent-tui --resume, spawn -> last answer (tmux)", "s", times, loads, note=note),
+            Figure("resume: RSS after resume (tmux)", "MB", rss, loads, 200)]
+
+
+def picker(runs: int, tmp: Path) -> list[Figure]:
+    workspace = tmp / "ws"
+    workspace.mkdir()
+    state = tmp / "state-sessions"
+    make_sessions(state, workspace, SESSIONS)
+    probes: list[dict[str, Any]] = []
+    loads: list[float] = []
+    for _ in range(runs):
+        loads.append(load_average())
+        probes.append(_probe("picker", str(state), str(workspace)))
+    note = f"{SESSIONS:,} sessions; ctrl+r -> SessionPickerScreen painted with every row (Pilot, 120x40)"
+    return [
+        Figure("picker: SessionStore.list() (1,000 sessions)", "s", [p["list_s"] for p in probes], loads,
+               note="meta.json only, cold process"),
+        Figure("picker: open, first time in the process", "s", [p["open_cold_s"] for p in probes], loads, 0.3,
+               note=note + "; includes list() in a thread and the screen's imports"),
+        Figure("picker: open again", "s", [p["open_warm_s"] for p in probes], loads, 0.3, note=note),
+    ]
+
+
+def _size_mb(state: Path) -> float:
+    return sum(path.stat().st_size for path in state.rglob("events.jsonl")) / 1e6
