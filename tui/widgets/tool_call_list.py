@@ -16,6 +16,9 @@ from textual.widgets.collapsible import CollapsibleTitle
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 MAX_ROWS = 200
+# A resumed session builds rows for its newest calls only: each row is a Collapsible (several widgets), and
+# 200 of them dominated the time to resume a long session. Live calls still grow to MAX_ROWS.
+REPLAY_ROWS = 40
 HEAD_LINES = 40
 TAIL_LINES = 40
 SHORT_ARGS_WIDTH = 44
@@ -129,9 +132,9 @@ class ToolCallList(VerticalScroll):
         self._replaying = True
 
     def end_replay(self) -> None:
-        """Build the rows of the newest MAX_ROWS replayed calls."""
+        """Build the rows of the newest REPLAY_ROWS replayed calls."""
         self._replaying = False
-        for call_id in list(self._calls)[:-MAX_ROWS]:
+        for call_id in list(self._calls)[:-REPLAY_ROWS]:
             del self._calls[call_id]
         new = [call for call in self._calls.values() if call.call_id not in self._rows]
         for call in new:
