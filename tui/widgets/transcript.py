@@ -21,6 +21,9 @@ MAX_MESSAGES = 200
 # so mounting all 200 made a 10,000-event resume take seconds. Live messages still grow to MAX_MESSAGES.
 REPLAY_MESSAGES = 40
 FLUSH_INTERVAL_S = 0.1
+# A streaming Markdown is re-laid out on every write, so its cost grows with its length: past this many
+# characters the text so far (up to a line break) is frozen into a Static and a fresh Markdown goes on.
+SEGMENT_CHARS = 4000
 
 WidgetFactory = Callable[[], Widget]
 
@@ -36,6 +39,9 @@ class _Stream:
     timer: Timer | None = None
     last_flush: float = float("-inf")
     done: bool = False
+    segment: list[str] = field(default_factory=list)  # text in the live Markdown widget
+    segment_chars: int = 0
+    frozen: list[Widget] = field(default_factory=list)  # earlier segments, now Statics
 
 
 def _user(text: str) -> Widget:
@@ -224,9 +230,27 @@ class Transcript(VerticalScroll):
         if stream.done:
             return
         stream.last_flush = time.monotonic()
+        text, stream.pending = "".join(stream.pending), []
+        cut = text.rfind("\n") if stream.segment_chars + len(text) > SEGMENT_CHARS else -1
+        if cut != -1:
+            head, text = text[:cut + 1], text[cut + 1:]
+            if stream.stream is not None:
+                await stream.stream.stop()
+                stream.stream = None
+            frozen = _answer("".join(stream.segment) + head)
+            stream.frozen.append(frozen)
+            if stream.widget.parent is self:
+                await self.mount(frozen, before=stream.widget)
+            await stream.widget.update("")
+            stream.segment, stream.segment_chars = [], 0
+            if stream.done:
+                return
+        if not text:
+            return
         if stream.stream is None:
             stream.stream = Markdown.get_stream(stream.widget)
-        text, stream.pending = "".join(stream.pending), []
+        stream.segment.append(text)
+        stream.segment_chars += len(text)
         await stream.stream.write(text)
 
     async def _retire(self, stream: _Stream, text: str) -> None:
@@ -238,6 +262,9 @@ class Transcript(VerticalScroll):
         if stream.widget.parent is self:
             await self.mount(_answer(text), after=stream.widget)
             await stream.widget.remove()
+        for frozen in stream.frozen:  # the final rendering replaces every segment
+            await frozen.remove()
+        stream.frozen.clear()
 
     def _add(self, factory: WidgetFactory) -> None:
         if self._replay is not None:
