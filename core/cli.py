@@ -404,10 +404,10 @@ def _policies(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(describe_policy(policy))
         return EXIT_DONE
     if cmd == "reload":
-        from core.session_log import SessionStore
+        from core.session_log import SessionStore, lock_holder
 
         settings = _settings(args)
-        live = (_lock_pid(s.path) for s in SessionStore(settings.state_dir).list() if s.live)
+        live = (lock_holder(s.path) for s in SessionStore(settings.state_dir).list() if s.live)
         pids = {p for p in live if p is not None and p != os.getpid()}
         for pid in pids:
             try:
@@ -419,13 +419,6 @@ def _policies(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return EXIT_DONE
     parser.parse_args(["policies", "--help"])
     return EXIT_USAGE
-
-
-def _lock_pid(session_dir: Path) -> int | None:
-    try:
-        return int((session_dir / "lock").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 # --------------------------------------------------------------------------- doctor

@@ -80,6 +80,7 @@ from core.textcalls import split_think, streamable_prefix
 from core.traces import install_local_tracing
 from tools import files
 from tools.registry import LOCAL_TOOLS, ToolRuntime, content_sha256, parse_arguments
+from tools.shell import clip_middle
 from tools.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -91,12 +92,9 @@ REJECTED_PREFIX = "The operator rejected this call"
 REFUSED_PREFIX = "Refused without asking"
 
 
-def _preview(text: str, limit: int = PREVIEW_CHARS) -> str:
-    """Head and tail, never just the head: the end of a tool's output is usually what matters."""
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]}\n[... {len(text) - limit:,} characters omitted ...]\n{text[-half:]}"
+def _malformed(arguments: str, parsed: dict[str, Any]) -> bool:
+    """Arguments that were sent but did not decode to a JSON object."""
+    return arguments.strip() not in ("", "{}") and not parsed
 
 
 def rule_to_text(rule: AlwaysAllowRule) -> str:
@@ -434,7 +432,7 @@ class Engine:
         if "not a git repository" in diff:
             changed = [ev.path for ev in self.history if isinstance(ev, FileChanged) and ev.source == "agent"]
             diff = "Files written: " + ", ".join(dict.fromkeys(changed)) if changed else "No file changes recorded."
-        parts.append("Diff:\n" + _preview(diff, 6000))
+        parts.append("Diff:\n" + clip_middle(diff, 6000))
         if self.settings.test_command:
             from tools.shell import format_command_result, run_process
 
@@ -443,7 +441,7 @@ class Engine:
                                        tools_dir=self.settings.tools_dir)
             self.audit.record("review_tests", command=self.settings.test_command, exit_code=result.exit_code)
             parts.append(f"Test command `{self.settings.test_command}`:\n"
-                         + _preview(format_command_result(result), 4000))
+                         + clip_middle(format_command_result(result), 4000))
         return "\n\n".join(parts)
 
     async def _run_phase(self, role: str, run_input: Any, *, goal: str, round: int) -> tuple[str, str]:
@@ -502,7 +500,7 @@ class Engine:
         return "done", output if isinstance(output, str) else str(output or "")
 
     def _finish(self, status: str, summary: str) -> None:
-        self._emit(RunFinished(run_id=self._run_id, status=status, summary=_preview(summary, 4000),  # type: ignore[arg-type]
+        self._emit(RunFinished(run_id=self._run_id, status=status, summary=clip_middle(summary, 4000),  # type: ignore[arg-type]
                                turns=self._turns))
         if status != "paused":
             self.session.clear_run_state()
@@ -651,7 +649,7 @@ class Engine:
         args = parse_arguments(arguments)
         decision = self._decide_call(name, args)
         verdict, reason = decision.verdict, decision.reason
-        if arguments and not args and arguments.strip() not in ("{}", ""):
+        if _malformed(arguments, args):
             verdict, reason = "deny", "the arguments are not valid JSON"
         self._emit(ToolCallRequested(call_id=call_id, tool=name, arguments=arguments, decision=verdict,
                                      reason=reason))
@@ -689,7 +687,7 @@ class Engine:
              if isinstance(e, (ToolCallRequested, ToolCallStarted, ApprovalRequested)) and e.call_id == call_id), "")
         self._emit(ToolCallFinished(call_id=call_id, tool=tool, ok=status == "ok",
                                     status=status, duration_ms=round(duration, 1),  # type: ignore[arg-type]
-                                    output_preview=_preview(output), output_chars=len(output),
+                                    output_preview=clip_middle(output, PREVIEW_CHARS), output_chars=len(output),
                                     diff=self.runtime.diffs.pop(call_id, None)))
         if call_id in self._awaiting_output:
             self._awaiting_output.discard(call_id)
@@ -754,7 +752,7 @@ class Engine:
         # The SDK asks whenever arguments do not parse, and a policy may have changed since the call was made:
         # nobody is asked about a call that can only be refused; the model is told why instead.
         refusal = None
-        if arguments.strip() not in ("", "{}") and not args:
+        if _malformed(arguments, args):
             refusal = "the arguments are not valid JSON; send the call again with a JSON object of its arguments"
         elif decision.verdict == "deny":
             refusal = decision.reason

@@ -753,8 +753,13 @@ def _lock_pid(directory: Path) -> tuple[int, int | None]:
 
 
 def _lock_holder_alive(directory: Path) -> bool:
+    return lock_holder(directory) is not None
+
+
+def lock_holder(directory: Path) -> int | None:
+    """The pid of the live process that has the session open, or None."""
     pid, start = _lock_pid(directory)
-    return _process_alive(pid, start)
+    return pid if _process_alive(pid, start) else None
 
 
 def _process_alive(pid: int, start: int | None = None) -> bool:
