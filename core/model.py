@@ -26,6 +26,7 @@ from openai.types.responses import (
 )
 from openai.types.responses.response_reasoning_item import Summary
 
+from core.chunkstream import CoalescingChunkStream
 from core.config import Settings
 from core.errors import STATE_DIR_HINT, EndpointError
 from core.textcalls import recover_tool_calls
@@ -194,6 +195,13 @@ class RecoveringChatCompletionsModel(OpenAIChatCompletionsModel):
         tools = args[3] if len(args) > 3 else kwargs.get("tools", [])
         response.output = normalize_output(list(response.output), tools)
         return response
+
+    async def _fetch_response(self, *args: Any, **kwargs: Any) -> Any:
+        result = await super()._fetch_response(*args, **kwargs)
+        if isinstance(result, tuple) and isinstance(result[1], openai.AsyncStream):
+            response, stream = result
+            return response, CoalescingChunkStream(stream)
+        return result
 
     async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         tools = args[3] if len(args) > 3 else kwargs.get("tools", [])
