@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 import pytest
-from textual.widgets import Collapsible, Markdown, Static, Tabs
+from textual.widgets import Collapsible, Static, Tabs
 from textual.worker import WorkerFailed
 
 from core.errors import EndpointError
@@ -84,7 +84,7 @@ async def test_live_events_reach_every_pane() -> None:
         engine.emit(*session_start(), *run_until_answer())
         await pilot.pause(0.3)
         screen = app.main_screen
-        assert screen.transcript.query(Markdown), "the answer streams into a Markdown widget"
+        assert screen.transcript.query(".streaming"), "the answer streams into a live widget"
         assert "running" not in screen.tools.row_text("call-1")
         engine.emit(*run_end(30))
         await pilot.pause(0.2)
@@ -95,7 +95,7 @@ async def test_live_events_reach_every_pane() -> None:
         assert screen.tools.row_text("call-2") == "✓ run_command pytest -q  ok 1.8s"
         assert screen.diff.border_title == "Diff: applied (edit_file)"
         assert "return a + b" in str(screen.diff.query_one("#diff-body", Static).render())
-        assert not screen.transcript.query(Markdown), "the finished answer is one Static"
+        assert not screen.transcript.query(".streaming"), "the finished answer is one Static"
         answers = screen.transcript.query(".assistant-message")
         assert len(answers) == 1
         assert str(screen.transcript.query_one(".user-message", Static).render()) == "fix the add function"
@@ -403,7 +403,7 @@ async def test_unfinished_stream_is_finalised_when_the_run_ends() -> None:
         engine.emit(RunFinished(status="cancelled"))
         await pilot.pause(0.2)
         transcript = app.main_screen.transcript
-        assert not transcript.query(Markdown)
+        assert not transcript.query(".streaming")
         assert "partial answer" in transcript.query_one(".assistant-message", Static).content.markup
         assert "run interrupted" in [str(w.render()) for w in transcript.query(".note")]
 

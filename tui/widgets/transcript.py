@@ -8,21 +8,28 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.markdown import Markdown as RichMarkdown
+from rich.segment import Segment
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.content import Content
+from textual.css.styles import RulesMap
+from textual.strip import Strip
+from textual.style import Style
 from textual.timer import Timer
+from textual.visual import RenderOptions, Visual
 from textual.widget import Widget
-from textual.widgets import Collapsible, Markdown, Static
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Collapsible, Static
+
+from tui.widgets.md_segments import split_pieces
 
 MAX_MESSAGES = 200
 # A resumed session mounts only its newest messages: each finished answer is laid out on every layout pass,
 # so mounting all 200 made a 10,000-event resume take seconds. Live messages still grow to MAX_MESSAGES.
 REPLAY_MESSAGES = 40
 FLUSH_INTERVAL_S = 0.1
-# A streaming Markdown is re-laid out on every write, so its cost grows with its length: past this many
-# characters the text so far (up to a line break) is frozen into a Static and a fresh Markdown goes on.
+# The live tail of a streamed answer is re-rendered at every flush, so its cost grows with its length: past
+# this many characters the text so far is cut (at block boundaries, see md_segments) into finished pieces and
+# the live widget goes on with the rest. The pieces stay when the answer is final: no frame renders it whole.
 SEGMENT_CHARS = 4000
 
 WidgetFactory = Callable[[], Widget]
@@ -30,18 +37,87 @@ WidgetFactory = Callable[[], Widget]
 
 @dataclass
 class _Stream:
-    """An assistant message still arriving: its Markdown widget and the text not yet written to it."""
+    """An assistant message still arriving: its live widget and the text not yet shown in it."""
 
-    widget: Markdown
+    widget: _LiveAnswer
     text: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
-    stream: MarkdownStream | None = None
     timer: Timer | None = None
     last_flush: float = float("-inf")
     done: bool = False
-    segment: list[str] = field(default_factory=list)  # text in the live Markdown widget
-    segment_chars: int = 0
-    frozen: list[Widget] = field(default_factory=list)  # earlier segments, now Statics
+    segment: str = ""  # the source the live widget shows: what is not yet a finished piece
+    frozen: list[Widget] = field(default_factory=list)  # earlier pieces, each a finished _Answer
+
+
+class _MarkdownLines(Visual):
+    """A Rich Markdown rendered once per width; measuring its height and painting it reuse those lines.
+
+    Textual forgets a widget's measured height on every refresh, and a plain Rich renderable is rendered
+    again for each measurement and each paint: replaying a long session measured every answer three
+    times (once more when the scrollbar appeared). An answer never changes, so its lines can be kept.
+    """
+
+    WIDTHS_KEPT = 2  # the width with and without the scrollbar
+
+    def __init__(self, widget: Widget, markdown: RichMarkdown) -> None:
+        self.widget = widget
+        self.markdown = markdown
+        self._lines: dict[int, list[Strip]] = {}
+
+    def lines(self, width: int) -> list[Strip]:
+        """The unstyled lines at this width (the widget's style is applied when painting)."""
+        lines = self._lines.get(width)
+        if lines is None:
+            console = self.widget.app.console
+            options = self.widget.app.console_options.update_width(width).update(highlight=False, height=None)
+            segments = console.render(self.markdown, options)
+            lines = [Strip(line) for line in Segment.split_and_crop_lines(segments, width, include_new_lines=False,
+                                                                          pad=False)]
+            if len(self._lines) >= self.WIDTHS_KEPT:
+                self._lines.pop(next(iter(self._lines)))
+            self._lines[width] = lines
+        return lines
+
+    def get_optimal_width(self, rules: RulesMap, container_width: int) -> int:
+        return container_width
+
+    def get_height(self, rules: RulesMap, width: int) -> int:
+        return len(self.lines(width))
+
+    def render_strips(self, width: int, height: int | None, style: Style, options: RenderOptions) -> list[Strip]:
+        rich_style = style.rich_style
+        return [line.apply_style(rich_style) for line in self.lines(width)[:height]]
+
+
+class _Answer(Static):
+    """A finished assistant message; its content stays the Rich Markdown (``content.markup`` is the source)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(RichMarkdown(text), classes="assistant-message")
+        self._rendered: _MarkdownLines | None = None
+
+    def render(self) -> Visual:
+        markdown = self.content
+        assert isinstance(markdown, RichMarkdown)
+        if self._rendered is None or self._rendered.markdown is not markdown:
+            self._rendered = _MarkdownLines(self, markdown)
+        return self._rendered
+
+
+class _LiveAnswer(_Answer):
+    """The tail of an answer still arriving, drawn like a finished one and re-rendered at each flush.
+
+    Textual's Markdown widget lays out every block widget on every append (research/textual.md: 20,000 chunks
+    took 153 s); a Rich Markdown of at most SEGMENT_CHARS renders in a few milliseconds, and the streamed text
+    looks exactly as the final answer will.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("")
+        self.set_classes("streaming")
+
+    def show(self, source: str) -> None:
+        self.update(RichMarkdown(source))
 
 
 def _user(text: str) -> Widget:
@@ -49,7 +125,7 @@ def _user(text: str) -> Widget:
 
 
 def _answer(text: str) -> Widget:
-    return Static(RichMarkdown(text), classes="assistant-message")
+    return _Answer(text)
 
 
 def _note(text: str) -> Widget:
@@ -75,6 +151,8 @@ class Transcript(VerticalScroll):
     Transcript {
         height: 1fr;
         padding: 0 1;
+        /* Room for the scrollbar from the start: when it appears, every answer is not laid out again. */
+        scrollbar-gutter: stable;
         border: round $panel-lighten-2;
         border-title-color: $text-muted;
         &:focus { border: round $accent; }
@@ -87,7 +165,7 @@ class Transcript(VerticalScroll):
             background: $boost;
         }
         & > .assistant-message { margin: 1 0 0 0; }
-        & > Markdown { margin: 1 0 0 0; padding: 0; }
+        & > .streaming { margin: 1 0 0 0; }
         & > .note { color: $text-muted; }
         & > .error-message {
             margin: 1 0 0 0;
@@ -185,7 +263,7 @@ class Transcript(VerticalScroll):
             return
         stream = self._streams.get(message_id)
         if stream is None:
-            stream = self._streams[message_id] = _Stream(Markdown(classes="streaming"))
+            stream = self._streams[message_id] = _Stream(_LiveAnswer())
             self._mount_live(stream.widget)
         stream.text.append(text)
         stream.pending.append(text)
@@ -217,12 +295,10 @@ class Transcript(VerticalScroll):
             stream.done = True
             if stream.timer is not None:
                 stream.timer.stop()
-            if stream.stream is not None:
-                self.call_later(stream.stream.stop)
         self._streams.clear()
         self._reasoning.clear()
         self._pruned = 0
-        self.query(".user-message, .assistant-message, .note, .error-message, .reasoning, Markdown").remove()
+        self.query(".user-message, .assistant-message, .note, .error-message, .reasoning, .streaming").remove()
         self._update_pruned_note()
 
     async def _flush(self, stream: _Stream) -> None:
@@ -230,41 +306,37 @@ class Transcript(VerticalScroll):
         if stream.done:
             return
         stream.last_flush = time.monotonic()
-        text, stream.pending = "".join(stream.pending), []
-        cut = text.rfind("\n") if stream.segment_chars + len(text) > SEGMENT_CHARS else -1
-        if cut != -1:
-            head, text = text[:cut + 1], text[cut + 1:]
-            if stream.stream is not None:
-                await stream.stream.stop()
-                stream.stream = None
-            frozen = _answer("".join(stream.segment) + head)
-            stream.frozen.append(frozen)
-            if stream.widget.parent is self:
-                await self.mount(frozen, before=stream.widget)
-            await stream.widget.update("")
-            stream.segment, stream.segment_chars = [], 0
-            if stream.done:
-                return
-        if not text:
-            return
-        if stream.stream is None:
-            stream.stream = Markdown.get_stream(stream.widget)
-        stream.segment.append(text)
-        stream.segment_chars += len(text)
-        await stream.stream.write(text)
+        source = stream.segment + "".join(stream.pending)
+        stream.pending = []
+        if len(source) > SEGMENT_CHARS:
+            pieces, source = split_pieces(source, SEGMENT_CHARS)
+            if pieces:
+                frozen = [_answer(piece) for piece in pieces]
+                stream.frozen.extend(frozen)
+                if stream.widget.parent is self:
+                    await self.mount_all(frozen, before=stream.widget)
+                if stream.done:
+                    return
+        stream.segment = source
+        stream.widget.show(source)
 
     async def _retire(self, stream: _Stream, text: str) -> None:
+        """The final text replaces the live widget; finished pieces stay when the text is what streamed."""
         stream.done = True
         if stream.timer is not None:
             stream.timer.stop()
-        if stream.stream is not None:
-            await stream.stream.stop()
-        if stream.widget.parent is self:
-            await self.mount(_answer(text), after=stream.widget)
-            await stream.widget.remove()
-        for frozen in stream.frozen:  # the final rendering replaces every segment
-            await frozen.remove()
+        if "".join(stream.text) == text:  # no re-rendering of the whole: only the live tail becomes final
+            pieces, rest = split_pieces(stream.segment + "".join(stream.pending), SEGMENT_CHARS)
+            final = [_answer(piece) for piece in [*pieces, rest] if piece.strip()]
+        else:  # the final text differs (e.g. a tool call printed as text was taken out): render it anew
+            final = [_answer(text)]
+            for frozen in stream.frozen:
+                await frozen.remove()
         stream.frozen.clear()
+        if stream.widget.parent is self:
+            if final:
+                await self.mount_all(final, after=stream.widget)
+            await stream.widget.remove()
 
     def _add(self, factory: WidgetFactory) -> None:
         if self._replay is not None:
