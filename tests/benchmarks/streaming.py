@@ -203,7 +203,7 @@ async def _headless_run(tmp: Path) -> dict[str, Any]:
                 if time.perf_counter() - submitted > RUN_LIMIT_S:
                     raise TimeoutError("the streamed answer did not end")
                 await asyncio.sleep(max(0.0, KEY_INTERVAL_S - (time.perf_counter() - tick)))
-            await _until(lambda: not app.main_screen.transcript.query("Markdown.streaming"), 60)
+            await _until(lambda: not app.main_screen.transcript.query(".streaming"), 60)
             await pilot.pause()
             end = time.perf_counter() - submitted
             cpu = time.process_time() - cpu_before
