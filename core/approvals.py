@@ -66,15 +66,32 @@ class AlwaysAllowRule:
     def matches_tool(self, tool: str) -> bool:
         return self.kind == "tool" and fnmatchcase(tool, self.pattern)
 
-    def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "pattern": self.pattern}
+    def to_text(self) -> str:
+        """The form the session log keeps (`approval_decided.rule`): `kind:pattern`."""
+        return f"{self.kind}:{self.pattern}"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AlwaysAllowRule:
-        kind, pattern = data.get("kind"), data.get("pattern")
-        if kind not in ("command", "path", "tool") or not isinstance(pattern, str) or not pattern.strip():
-            raise ValueError(f"not an always-allow rule: {data!r} (expected kind command|path|tool and a pattern)")
-        return cls(kind, pattern.strip())
+    def from_text(cls, text: str) -> AlwaysAllowRule:
+        kind, sep, pattern = text.partition(":")
+        if not sep or kind not in ("command", "path", "tool") or not pattern.strip():
+            raise ValueError(f"not an always-allow rule: {text!r} (expected command:, path: or tool: and a pattern)")
+        return cls(kind, pattern.strip())  # type: ignore[arg-type]
+
+    @classmethod
+    def join(cls, rules: Sequence[AlwaysAllowRule]) -> str | None:
+        """Several rules in one log field, or None for none."""
+        return ";".join(rule.to_text() for rule in rules) or None
+
+    @classmethod
+    def split(cls, text: str) -> list[AlwaysAllowRule]:
+        """The rules of a log field written by `join`; a part that is not a rule is skipped."""
+        rules = []
+        for part in text.split(";"):
+            try:
+                rules.append(cls.from_text(part))
+            except ValueError:
+                continue
+        return rules
 
 
 @dataclass(frozen=True)

@@ -97,17 +97,6 @@ def _malformed(arguments: str, parsed: dict[str, Any]) -> bool:
     return arguments.strip() not in ("", "{}") and not parsed
 
 
-def rule_to_text(rule: AlwaysAllowRule) -> str:
-    return f"{rule.kind}:{rule.pattern}"
-
-
-def rule_from_text(text: str) -> AlwaysAllowRule | None:
-    kind, sep, pattern = text.partition(":")
-    if not sep or kind not in ("command", "path", "tool") or not pattern:
-        return None
-    return AlwaysAllowRule(kind=kind, pattern=pattern)  # type: ignore[arg-type]
-
-
 class Engine:
     """One open session: its log, its agent graph, and at most one run at a time."""
 
@@ -263,7 +252,7 @@ class Engine:
             decision = self._decide_call(request.tool, parse_arguments(request.arguments))
             rules = decision.suggested_rules
             self.runtime.session_rules.extend(rules)
-            rule_text = ";".join(rule_to_text(r) for r in rules) or None
+            rule_text = AlwaysAllowRule.join(rules)
         self._decide(request, "always" if always else "approve", "", rule_text)
         if always:  # an always-allow rule may already cover other queued calls
             for other in list(self.pending_approvals):
@@ -370,7 +359,7 @@ class Engine:
         rules = []
         for ev in self.history:
             if isinstance(ev, ApprovalDecided) and ev.decision == "always" and ev.rule:
-                rules.extend(r for part in ev.rule.split(";") if (r := rule_from_text(part)))
+                rules.extend(AlwaysAllowRule.split(ev.rule))
         return rules
 
     # ----------------------------------------------------------------- runs

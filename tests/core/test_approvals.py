@@ -262,9 +262,13 @@ def test_always_allow_rule_describe_and_round_trip() -> None:
     assert AlwaysAllowRule("path", "src/**").describe() == "always allow writes to 'src/**'"
     assert AlwaysAllowRule("tool", "github__*").describe() == "always allow the tool 'github__*'"
     for rule in (NPM_TEST, AlwaysAllowRule("path", "src/**"), AlwaysAllowRule("tool", "x__y")):
-        assert AlwaysAllowRule.from_dict(rule.to_dict()) == rule
+        assert AlwaysAllowRule.from_text(rule.to_text()) == rule
     with pytest.raises(ValueError, match="not an always-allow rule"):
-        AlwaysAllowRule.from_dict({"kind": "everything", "pattern": "*"})
+        AlwaysAllowRule.from_text("everything:*")
+    rules = [NPM_TEST, AlwaysAllowRule("path", "src/**")]
+    assert AlwaysAllowRule.join(rules) == "command:npm test;path:src/**"
+    assert AlwaysAllowRule.split("command:npm test;bogus;path:src/**") == rules
+    assert AlwaysAllowRule.join([]) is None
 
 
 def test_always_allow_rule_matching() -> None:
