@@ -38,6 +38,14 @@ BASELINE_KEYS = 10
 RUN_LIMIT_S = 600.0
 
 
+def _token_count() -> int:
+    reply = Reply.full_speed(words=WORDS)
+    return -(-(len(reply.text) + len(END_MARK) + 1) // reply.chunk_size)
+
+
+TOKENS = _token_count()
+
+
 def reply_script() -> list[dict[str, Any]]:
     reply = Reply.full_speed(words=WORDS)
     reply.text += f" {END_MARK}"
@@ -155,6 +163,8 @@ def _figures(results: list[dict[str, Any]], where: str) -> list[Figure]:
                note="Reply.full_speed(20_000) + an end word; scripted server in its own process"),
         Figure(f"stream: words/s absorbed ({where})", "words/s", [WORDS / r["end_s"] for r in results], loads,
                higher_is_better=True),
+        Figure(f"stream: tokens/s absorbed ({where})", "tokens/s", [TOKENS / r["end_s"] for r in results], loads,
+               higher_is_better=True, note="one SSE content delta of 5 characters counted as one token"),
         Figure(f"stream: key -> screen p50 ({where})", "ms", [1000 * percentile(x, 50) for x in lat], loads, 50),
         Figure(f"stream: key -> screen p95 ({where})", "ms", [1000 * percentile(x, 95) for x in lat], loads, 50),
         Figure(f"stream: key -> screen max ({where})", "ms", [1000 * max(x) for x in lat], loads),
