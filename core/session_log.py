@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+import pydantic_core
 from pydantic import BaseModel, ValidationError
 
 from core.errors import SessionError
@@ -433,8 +434,9 @@ class SessionStore:
         return final
 
     def _summarise(self, directory: Path, here: str | None) -> SessionSummary:
+        # The picker lists every session: plain string paths here, since pathlib's joins cost as much as the reads.
         try:
-            modified = (directory / EVENTS_FILE).stat().st_mtime
+            modified = os.stat(os.path.join(directory, EVENTS_FILE)).st_mtime
             has_events = True
         except OSError:
             modified, has_events = _mtime(directory), False
@@ -532,7 +534,8 @@ def _public_url(url: str) -> str:
 
 def _read_meta(directory: Path) -> tuple[SessionMeta | None, str]:
     try:
-        return SessionMeta.model_validate_json((directory / META_FILE).read_bytes()), ""
+        with open(os.path.join(directory, META_FILE), "rb") as handle:
+            return SessionMeta.model_validate_json(handle.read()), ""
     except FileNotFoundError:
         return None, "meta.json is missing"
     except OSError as exc:
@@ -549,10 +552,19 @@ def _first_error(exc: ValidationError) -> str:
 
 # ---------------------------------------------------------------------- the log file
 
+def _decode(raw: bytes) -> Any:
+    """One JSON line. pydantic-core parses a long log about three times faster than json; json still reads
+    what pydantic-core refuses (the escaped lone surrogates to_json writes for non-UTF-8 file names)."""
+    try:
+        return pydantic_core.from_json(raw)
+    except ValueError:
+        return json.loads(raw)
+
+
 def _parse_line(raw: bytes) -> Event:
     """One log line as an event; ValueError says why it is not one."""
     try:
-        data = json.loads(raw)
+        data = _decode(raw)
     except ValueError as exc:
         raise ValueError(f"not JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("seq"), int):
@@ -746,7 +758,8 @@ def _unlock_session(directory: Path, fd: int) -> None:
 def _lock_pid(directory: Path) -> tuple[int, int | None]:
     """(pid, process start time) written in the lock file; (0, None) when there is none."""
     try:
-        fields = (directory / LOCK_FILE).read_text().split()
+        with open(os.path.join(directory, LOCK_FILE), encoding="utf-8") as handle:
+            fields = handle.read().split()
         return int(fields[0]), int(fields[1]) if len(fields) > 1 and fields[1] != "0" else None
     except (OSError, ValueError, IndexError):
         return 0, None

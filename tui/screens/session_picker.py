@@ -81,9 +81,9 @@ def relative_time(then: float, now: float) -> str:
         return "—"
 
 
-def shorten_path(path: str, width: int) -> str:
+def shorten_path(path: str, width: int, home: str | None = None) -> str:
     """The path with the home directory as `~`, keeping its last components (`…/name`) to fit `width` cells."""
-    home = str(Path.home())
+    home = str(Path.home()) if home is None else home
     if home != "/" and (path == home or path.startswith(home + "/")):
         path = "~" + path[len(home) :]
     if len(path) <= width:
@@ -98,14 +98,55 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-@dataclass(frozen=True)
+def _status_look(status: str, problem: str) -> tuple[str, str, str, bool]:
+    """A status's mark, label, colour variable and weight (a broken session's label says what is wrong)."""
+    mark, label, variable, bold = STATUS_LOOK.get(status, ("·", status or "unknown", "", False))
+    if status == "broken" and problem:
+        label = _clip(f"broken: {problem}", STATUS_WIDTH - 2)
+    return mark, label, variable, bold
+
+
+def _status_cell(status: str, problem: str, colours: dict[str, str]) -> Text:
+    mark, label, variable, bold = _status_look(status, problem)
+    colour = colours.get(variable, "") if variable else ""
+    style = Style(color=colour, bold=bold) if colour.startswith("#") else Style(dim=True, bold=bold)
+    return Text(f"{mark} {label}", style=style)
+
+
+@dataclass
 class _Entry:
-    """One session, read once: its id, the text the filter searches, its title and its other table cells."""
+    """One session, read once: its id, the text the filter searches, and its cells as plain text.
+
+    Rich cells (styles, colours) are built only for the rows a table shows: the filter searches every session,
+    but at most MAX_ROWS are ever on screen.
+    """
 
     session_id: str
     haystack: str
     title: str
-    cells: tuple[Text | str, ...]
+    workspace: str
+    other: bool
+    model: str | None  # None: the model column is left out
+    updated: str
+    status: str
+    problem: str
+    events: str
+    _cells: tuple[Text | str, ...] | None = None
+
+    def widths(self) -> list[int]:
+        """The cells' widths after the title, as the table measures them."""
+        mark, label, _variable, _bold = _status_look(self.status, self.problem)
+        model = [] if self.model is None else [len(self.model)]
+        return [len(self.workspace), *model, len(self.updated), len(mark) + 1 + len(label), len(self.events)]
+
+    def cells(self, colours: dict[str, str]) -> tuple[Text | str, ...]:
+        """The cells after the title, styled."""
+        if self._cells is None:
+            workspace = Text(self.workspace, style="italic") if self.other else Text(self.workspace)
+            model = () if self.model is None else (Text(self.model),)
+            self._cells = (workspace, *model, self.updated, _status_cell(self.status, self.problem, colours),
+                           Text(self.events, justify="right"))
+        return self._cells
 
 
 class SessionPickerScreen(ModalScreen[str | None]):
@@ -134,6 +175,7 @@ class SessionPickerScreen(ModalScreen[str | None]):
         self._title_width = 16
         self._workspace_width = 16
         self._with_model = True
+        self._colours: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker-dialog"):
@@ -157,20 +199,21 @@ class SessionPickerScreen(ModalScreen[str | None]):
             self._workspace_width = NARROW_WORKSPACE_WIDTH
             self._title_width = max(12, width - FIXED_WIDTH - NARROW_WORKSPACE_WIDTH)
         now = self.now()
-        colours = self.app.get_css_variables()
-        self._entries = [self._entry(row, now, colours) for row in self.rows]
+        home = str(Path.home())
+        self._colours = self.app.get_css_variables()
+        self._entries = [self._entry(row, now, home) for row in self.rows]
         columns = [column for column in COLUMNS if self._with_model or column != "model"]
-        others = sum(
-            max([len(columns[index + 1]), *(len(str(entry.cells[index])) for entry in self._entries)])
-            for index in range(len(columns) - 1)
-        )
+        widths = [len(column) for column in columns[1:]]
+        for entry in self._entries:
+            widths = [max(pair) for pair in zip(widths, entry.widths(), strict=True)]
+        others = sum(widths)
         title_room = width - FRAME_WIDTH - CELL_PADDING * len(columns) - others
         self._title_width = max(self._title_width, title_room)
         table = self.query_one(DataTable)
         table.add_columns(*columns)
         self._show(self._entries)
 
-    def _entry(self, row: object, now: float, colours: dict[str, str]) -> _Entry:
+    def _entry(self, row: object, now: float, home: str) -> _Entry:
         session_id = str(getattr(row, "id", "") or "")
         title = str(getattr(row, "title", "") or "")
         goal = str(getattr(row, "goal", "") or "")
@@ -186,31 +229,19 @@ class SessionPickerScreen(ModalScreen[str | None]):
         problem = str(getattr(row, "problem", "") or "")
 
         if other:
-            workspace_cell = Text(
-                OTHER_MARK + shorten_path(workspace, self._workspace_width - len(OTHER_MARK)), style="italic"
-            )
+            workspace_text = OTHER_MARK + shorten_path(workspace, self._workspace_width - len(OTHER_MARK), home)
         else:
-            workspace_cell = Text(shorten_path(workspace, self._workspace_width) if workspace else "—")
+            workspace_text = shorten_path(workspace, self._workspace_width, home) if workspace else "—"
         if isinstance(updated, datetime):
             updated = updated.timestamp()
         when = relative_time(float(updated), now) if isinstance(updated, (int, float)) else "—"
-        status_cell = self._status_cell("broken" if broken else status, problem, colours)
-        model_cells = (Text(_clip(str(model), MODEL_WIDTH) if model else "—"),) if self._with_model else ()
-        events_cell = Text(str(events if isinstance(events, int) else 0), justify="right")
-        cells = (workspace_cell, *model_cells, when, status_cell, events_cell)
+        model_text = (_clip(str(model), MODEL_WIDTH) if model else "—") if self._with_model else None
         haystack = f"{title}\n{goal}\n{session_id}".casefold()
-        return _Entry(session_id, haystack, title, cells)
+        return _Entry(session_id, haystack, title, workspace_text, bool(other), model_text, when,
+                      "broken" if broken else status, problem, str(events if isinstance(events, int) else 0))
 
     def _title_cell(self, title: str) -> Text:
         return Text(_clip(title, self._title_width)) if title else Text(NO_GOAL, style="italic dim")
-
-    def _status_cell(self, status: str, problem: str, colours: dict[str, str]) -> Text:
-        mark, label, variable, bold = STATUS_LOOK.get(status, ("·", status or "unknown", "", False))
-        if status == "broken" and problem:
-            label = _clip(f"broken: {problem}", STATUS_WIDTH - 2)
-        colour = colours.get(variable, "") if variable else ""
-        style = Style(color=colour, bold=bold) if colour.startswith("#") else Style(dim=True, bold=bold)
-        return Text(f"{mark} {label}", style=style)
 
     def _show(self, entries: list[_Entry]) -> None:
         table = self.query_one(DataTable)
@@ -218,7 +249,7 @@ class SessionPickerScreen(ModalScreen[str | None]):
         # DataTable measures every cell it holds: 1,000 rows took ~0.8 s to open. The filter searches all
         # sessions, so showing the newest MAX_ROWS loses nothing.
         shown = entries[:MAX_ROWS]
-        table.add_rows((self._title_cell(entry.title), *entry.cells) for entry in shown)
+        table.add_rows((self._title_cell(entry.title), *entry.cells(self._colours)) for entry in shown)
         self._shown = [entry.session_id for entry in shown]
         more = self.query_one("#picker-more", Static)
         more.update(f"{len(shown)} of {len(entries)} shown: type to filter" if len(entries) > len(shown) else "")

@@ -11,13 +11,16 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.content import Content
+from textual.events import Click
+from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Collapsible, Log, Static
 from textual.widgets.collapsible import CollapsibleTitle
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 MAX_ROWS = 200
-# A resumed session builds rows for its newest calls only: each row is a Collapsible (several widgets), and
-# 200 of them dominated the time to resume a long session. Live calls still grow to MAX_ROWS.
+# A resumed session builds rows for its newest calls only: 200 rows dominated the time to resume a long
+# session. Live calls still grow to MAX_ROWS.
 REPLAY_ROWS = 40
 HEAD_LINES = 40
 TAIL_LINES = 40
@@ -92,6 +95,39 @@ class ToolCall:
     output_chars: int = 0
 
 
+class ToolCallRow(CollapsibleTitle):
+    """A call that was never expanded: one widget drawn like a collapsed Collapsible's title.
+
+    A Collapsible is three widgets mounted in two passes, and most calls are never opened: a resumed session's
+    rows cost more than the rest of its replay. The first expansion puts a real Collapsible in the row's place.
+    """
+
+    class ExpandRequested(Message):
+        """Enter or a click on the row."""
+
+        def __init__(self, row: ToolCallRow) -> None:
+            super().__init__()
+            self.row = row
+
+    def __init__(self, title: Content) -> None:
+        super().__init__(label=title, collapsed_symbol="▶", expanded_symbol="▼", collapsed=True)
+
+    @property
+    def title(self) -> Content:
+        return Content.from_text(self.label)
+
+    @title.setter
+    def title(self, title: Content) -> None:
+        self.label = title
+
+    async def _on_click(self, event: Click) -> None:
+        event.stop()
+        self.post_message(self.ExpandRequested(self))
+
+    def action_toggle_collapsible(self) -> None:
+        self.post_message(self.ExpandRequested(self))
+
+
 class ToolCallList(VerticalScroll):
     """One row per tool call (name, short arguments, status, duration); enter or a click expands a row."""
 
@@ -118,7 +154,7 @@ class ToolCallList(VerticalScroll):
         self.border_title = "Tools"
         self._clock = clock
         self._calls: dict[str, ToolCall] = {}
-        self._rows: dict[str, Collapsible] = {}
+        self._rows: dict[str, ToolCallRow | Collapsible] = {}
         self._replaying = False
 
     def compose(self) -> ComposeResult:
@@ -138,7 +174,7 @@ class ToolCallList(VerticalScroll):
             del self._calls[call_id]
         new = [call for call in self._calls.values() if call.call_id not in self._rows]
         for call in new:
-            self._rows[call.call_id] = Collapsible(title=self._title(call), collapsed=True)
+            self._rows[call.call_id] = self._new_row(call)
         if new:
             self.query(".-empty").remove()
             self.mount_all([self._rows[call.call_id] for call in new])
@@ -152,7 +188,7 @@ class ToolCallList(VerticalScroll):
             call = self._calls[call_id] = ToolCall(call_id, tool, arguments)
             if self._replaying:
                 return
-            row = self._rows[call_id] = Collapsible(title=self._title(call), collapsed=True)
+            row = self._rows[call_id] = self._new_row(call)
             self.query(".-empty").remove()
             self.mount(row)
             self._prune()
@@ -190,10 +226,16 @@ class ToolCallList(VerticalScroll):
     def toggle_selected(self) -> None:
         """Expand or collapse the focused row, or the latest one when no row has focus."""
         focused = self.app.focused
-        row = focused.parent if isinstance(focused, CollapsibleTitle) and focused.parent in self.children else None
+        row: Widget | None = None
+        if isinstance(focused, ToolCallRow) and focused.parent is self:
+            row = focused
+        elif isinstance(focused, CollapsibleTitle) and focused.parent in self.children:
+            row = focused.parent
         if row is None and self._rows:
             row = next(reversed(self._rows.values()))
-        if isinstance(row, Collapsible):
+        if isinstance(row, ToolCallRow):
+            self.call_later(self._expand, row)
+        elif isinstance(row, Collapsible):
             row.collapsed = not row.collapsed
 
     def expanded_call_ids(self) -> list[str]:
@@ -217,6 +259,25 @@ class ToolCallList(VerticalScroll):
         if call_id is not None:
             self._fill_details(self._calls[call_id], event.collapsible)
 
+    @on(ToolCallRow.ExpandRequested)
+    async def _expand_requested(self, event: ToolCallRow.ExpandRequested) -> None:
+        event.stop()
+        await self._expand(event.row)
+
+    async def _expand(self, row: ToolCallRow) -> None:
+        """Put an expanded Collapsible, holding the call's details, where the one-widget row was."""
+        call_id = next((key for key, value in self._rows.items() if value is row), None)
+        if call_id is None or row.parent is not self:
+            return
+        call = self._calls[call_id]
+        expanded = self._rows[call_id] = Collapsible(title=self._title(call), collapsed=False)
+        had_focus = row.has_focus
+        await self.mount(expanded, after=row)
+        await row.remove()
+        self._fill_details(call, expanded)
+        if had_focus:
+            expanded.query_one(CollapsibleTitle).focus()
+
     def _fill_details(self, call: ToolCall, row: Collapsible) -> None:
         contents = row.query_one(Collapsible.Contents)
         contents.remove_children()
@@ -230,12 +291,15 @@ class ToolCallList(VerticalScroll):
         else:
             output.write_line("(no output yet)" if call.status in ("running", "waiting") else "(no output)")
 
+    def _new_row(self, call: ToolCall) -> ToolCallRow:
+        return ToolCallRow(self._title(call))
+
     def _changed(self, call: ToolCall) -> None:
         row = self._rows.get(call.call_id)
         if row is None:
             return
         row.title = self._title(call)
-        if not row.collapsed:
+        if isinstance(row, Collapsible) and not row.collapsed:
             self._fill_details(call, row)
         self._update_spinner()
 

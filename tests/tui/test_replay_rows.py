@@ -1,0 +1,83 @@
+"""Resume builds light rows and measured answers: a call row is one widget until expanded; an answer renders once."""
+
+from __future__ import annotations
+
+from textual.widgets import Collapsible, Log, Static
+from textual.widgets.collapsible import CollapsibleTitle
+
+from core.events import AssistantMessage, ToolCallFinished, ToolCallRequested, ToolCallStarted
+from tests.tui.engine_double import RecordingEngine, make_app, session_start, whole_run
+from tests.tui.test_app_pilot import SIZE, started
+from tui.widgets.tool_call_list import REPLAY_ROWS, ToolCallRow
+
+
+def many_calls(count: int) -> list:
+    events = session_start()
+    for n in range(count):
+        call_id = f"call-{n}"
+        arguments = f'{{"path": "src/file_{n}.py"}}'
+        events += [ToolCallStarted(call_id=call_id, tool="read_file"),
+                   ToolCallRequested(call_id=call_id, tool="read_file", arguments=arguments),
+                   ToolCallFinished(call_id=call_id, tool="read_file", ok=True, duration_ms=5.0,
+                                    output_preview=f"contents of file {n}", output_chars=20)]
+    for seq, event in enumerate(events, 1):
+        event.seq = seq
+    return events
+
+
+async def test_replayed_calls_are_one_widget_each_until_expanded() -> None:
+    app, _ = make_app(RecordingEngine(many_calls(REPLAY_ROWS + 5)))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        tools = app.main_screen.tools
+        rows = list(tools.query(ToolCallRow))
+        assert len(rows) == REPLAY_ROWS and not tools.query(Collapsible)
+        assert str(rows[-1].render()).startswith("▶ ✓ read_file src/file_44.py  ok")
+        rows[-1].focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert tools.expanded_call_ids() == [f"call-{REPLAY_ROWS + 4}"]
+        expanded = tools.query_one(Collapsible)
+        assert list(tools.children).index(expanded) == len(tools.children) - 1, "the row keeps its place"
+        assert isinstance(app.focused, CollapsibleTitle) and app.focused.parent is expanded
+        assert "contents of file 44" in list(expanded.query_one(".call-output", Log).lines)
+        assert '"path": "src/file_44.py"' in str(expanded.query_one(".call-arguments", Static).render())
+        await pilot.press("enter")
+        await pilot.pause()
+        assert tools.expanded_call_ids() == []
+
+
+async def test_a_click_expands_a_row_and_status_updates_reach_it() -> None:
+    app, engine = make_app(RecordingEngine(session_start()))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        engine.emit(ToolCallStarted(call_id="c1", tool="run_command"),
+                    ToolCallRequested(call_id="c1", tool="run_command", arguments='{"command": "pytest -q"}'))
+        await pilot.pause()
+        tools = app.main_screen.tools
+        row = tools.query_one(ToolCallRow)
+        engine.emit(ToolCallFinished(call_id="c1", tool="run_command", ok=True, duration_ms=1800.0,
+                                     output_preview="3 passed", output_chars=8))
+        await pilot.pause()
+        assert "✓ run_command pytest -q  ok 1.8s" in str(row.render())
+        await pilot.click(ToolCallRow)
+        await pilot.pause()
+        assert tools.expanded_call_ids() == ["c1"]
+        assert "3 passed" in list(tools.query_one(".call-output", Log).lines)
+
+
+async def test_a_replayed_answer_is_rendered_once_per_width() -> None:
+    history = whole_run()
+    history.append(AssistantMessage(seq=len(history) + 1, message_id="m-last", text="**done**\n\n- one\n- two\n"))
+    app, _ = make_app(RecordingEngine(history))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        answer = app.main_screen.transcript.query(".assistant-message").last()
+        width = answer.content_region.width
+        visual = answer.render()
+        lines = visual.lines(width)
+        answer.refresh(layout=True)  # Textual drops a widget's measured height on every refresh
+        await pilot.pause()
+        assert answer.render() is visual and visual.lines(width) is lines
+        assert "• one" in "\n".join(line.text for line in lines)
+        assert answer.content.markup.startswith("**done**")
