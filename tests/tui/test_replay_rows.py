@@ -6,7 +6,7 @@ from textual.widgets import Collapsible, Log, Static
 from textual.widgets.collapsible import CollapsibleTitle
 
 from core.events import AssistantMessage, ToolCallFinished, ToolCallRequested, ToolCallStarted
-from tests.tui.engine_double import RecordingEngine, make_app, session_start, whole_run
+from tests.tui.engine_double import RecordingEngine, make_app, run_until_answer, session_start, whole_run
 from tests.tui.test_app_pilot import SIZE, started
 from tui.widgets.tool_call_list import REPLAY_ROWS, ToolCallRow
 
@@ -81,3 +81,16 @@ async def test_a_replayed_answer_is_rendered_once_per_width() -> None:
         assert answer.render() is visual and visual.lines(width) is lines
         assert "• one" in "\n".join(line.text for line in lines)
         assert answer.content.markup.startswith("**done**")
+
+
+async def test_a_live_row_is_laid_out_again_when_its_title_grows() -> None:
+    app, engine = make_app(RecordingEngine(session_start()))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        engine.busy = True
+        engine.emit(*run_until_answer())  # edit_file starts without arguments; they and its result come next
+        await pilot.pause(0.3)
+        for row in app.main_screen.tools.query(ToolCallRow):
+            shown = str(row.render())
+            assert "ok" in shown
+            assert row.size.width >= len(shown), f"the row is as wide as its new title: {shown!r}"

@@ -109,6 +109,12 @@ class ToolCallRow(CollapsibleTitle):
             super().__init__()
             self.row = row
 
+    # As wide as the list: an auto width measured at mount stayed that of the first title (a call starts
+    # without its arguments, which arrive in the same batch of events and widen the title).
+    DEFAULT_CSS = """
+    ToolCallRow { width: 1fr; }
+    """
+
     def __init__(self, title: Content) -> None:
         super().__init__(label=title, collapsed_symbol="▶", expanded_symbol="▼", collapsed=True)
 
