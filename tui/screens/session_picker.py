@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -131,7 +131,7 @@ class _Entry:
     status: str
     problem: str
     events: str
-    _cells: tuple[Text | str, ...] | None = None
+    _cells: tuple[Text | str, ...] | None = field(default=None, init=False, repr=False)
 
     def widths(self) -> list[int]:
         """The cells' widths after the title, as the table measures them."""
