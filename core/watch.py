@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from watchfiles import Change, DefaultFilter, awatch
+from watchfiles import Change, DefaultFilter
+from watchfiles._rust_notify import RustNotify
 
 from core.events import ApprovalRequested, Event, FileChanged, ToolCallFinished, ToolCallRequested, ToolCallStarted
 
@@ -22,7 +25,11 @@ log = logging.getLogger(__name__)
 COMMAND_GRACE_S = 2.0
 # A change is judged only after this long, so that the engine's own file_changed event can arrive first.
 SETTLE_S = 0.5
+# How often pending changes are looked at; nothing polls while none are pending.
 POLL_S = 0.1
+# The watch thread's sleep between looks at inotify's queue and the stop flag: a batch of changes ends after
+# this long without a new one, and stop() waits at most this long for the thread.
+STEP_MS = 100
 
 Fingerprint = tuple[int, int, int] | None
 
@@ -75,9 +82,10 @@ class WorkspaceWatcher:
         self._commands: set[str] = set()
         self._command_ended = float("-inf")
         self._pending: dict[str, float] = {}
-        self._stop = asyncio.Event()
-        self._ready = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._changed = asyncio.Event()
+        self._stop = threading.Event()
+        self._thread_done: asyncio.Future[None] | None = None
+        self._report_task: asyncio.Task[None] | None = None
 
     @classmethod
     def for_engine(cls, engine: Engine, *, debounce_ms: int = 300) -> WorkspaceWatcher:
@@ -99,32 +107,30 @@ class WorkspaceWatcher:
             # watchfiles would quietly watch nothing (unreadable paths are skipped, see ignore_permission_denied)
             raise FileNotFoundError(f"the workspace {self.workspace} is not a directory")
         self._stop.clear()
-        self._ready.clear()
-        watch = asyncio.create_task(self._watch(), name="workspace-watch")
-        report = asyncio.create_task(self._report(), name="workspace-report")
-        ready = asyncio.create_task(self._ready.wait())
-        await asyncio.wait([ready, watch], return_when=asyncio.FIRST_COMPLETED)
-        ready.cancel()
-        if watch.done():
-            report.cancel()
-            watch.result()  # the watch could not start: raise why
-        self._tasks = [watch, report]
+        # The inotify watches are in place when RustNotify returns. It is driven from a thread of its own that
+        # blocks until something changes: awatch's periodic timeouts woke the event loop five times a second.
+        notify = RustNotify([str(self.workspace)], False, _force_polling(), 300, True, True)
+        loop = asyncio.get_running_loop()
+        self._thread_done = loop.create_future()
+        threading.Thread(target=self._watch, args=(notify, loop, self._thread_done), name="workspace-watch",
+                         daemon=True).start()
+        self._report_task = asyncio.create_task(self._report(), name="workspace-report")
 
     async def stop(self) -> None:
         self._stop.set()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        report, self._report_task = self._report_task, None
+        if report is not None:
+            report.cancel()
             try:
-                await task
+                await report
             except asyncio.CancelledError:
                 pass
-            except Exception:  # the watch died earlier (the workspace went away): closing must still succeed
-                log.exception("the workspace watch failed")
+        done, self._thread_done = self._thread_done, None
+        if done is not None:
+            await done  # the thread sees the stop flag within STEP_MS
 
     # ---- what the agent did ---------------------------------------------------------------------------------
 
@@ -152,19 +158,37 @@ class WorkspaceWatcher:
 
     # ---- the watch ------------------------------------------------------------------------------------------
 
-    async def _watch(self) -> None:
-        changes_iter = awatch(self.workspace, watch_filter=self._filter, debounce=self._debounce_ms, step=50,
-                              stop_event=self._stop, yield_on_timeout=True, rust_timeout=200,
-                              ignore_permission_denied=True)
-        async for changes in changes_iter:
-            self._ready.set()  # the first (timeout) yield means the watch is established
-            now = time.monotonic()
-            if self._command_running(now):
+    def _watch(self, notify: RustNotify, loop: asyncio.AbstractEventLoop, done: asyncio.Future[None]) -> None:
+        """The watch thread: wait for batches of changes (no timeout: an idle workspace costs nothing)."""
+        try:
+            with notify:
+                while True:
+                    changes = notify.watch(self._debounce_ms, STEP_MS, 0, self._stop)
+                    if changes == "stop":
+                        break
+                    if isinstance(changes, set):
+                        loop.call_soon_threadsafe(self._received, changes)
+        except Exception:  # the watch died (the workspace went away): the session goes on without it
+            log.exception("the workspace watch failed")
+        finally:
+            try:
+                loop.call_soon_threadsafe(_set_done, done)
+            except RuntimeError:  # the event loop is already closed: nobody waits for the thread
+                pass
+
+    def _received(self, raw_changes: set[tuple[int, str]]) -> None:
+        now = time.monotonic()
+        if self._command_running(now):
+            return
+        for raw_change, raw in raw_changes:
+            change = Change(raw_change)
+            if not self._filter(change, raw):
                 continue
-            for change, raw in changes:
-                rel = self._relative(change, raw)
-                if rel is not None:
-                    self._pending.setdefault(rel, now)
+            rel = self._relative(change, raw)
+            if rel is not None:
+                self._pending.setdefault(rel, now)
+        if self._pending:
+            self._changed.set()
 
     def _relative(self, change: Change, raw: str) -> str | None:
         path = Path(raw)
@@ -180,6 +204,9 @@ class WorkspaceWatcher:
 
     async def _report(self) -> None:
         while True:
+            if not self._pending:
+                self._changed.clear()
+                await self._changed.wait()
             await asyncio.sleep(POLL_S)
             if not self._pending or self._busy():
                 continue
@@ -197,3 +224,13 @@ class WorkspaceWatcher:
             except Exception:  # a failing receiver must not stop the watch
                 log.exception("reporting external changes failed")
 
+
+def _set_done(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
+
+
+def _force_polling() -> bool:
+    """Polling instead of inotify when the operator asks for it, as watchfiles' own functions allow."""
+    value = os.environ.get("WATCHFILES_FORCE_POLLING", "")
+    return bool(value) and value.lower() not in {"false", "disable", "disabled"}

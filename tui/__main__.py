@@ -1,16 +1,20 @@
-"""`agent-tui`: check the terminal, read the settings, run the app (the engine starts after the first frame)."""
+"""`agent-tui`: check the terminal, run the app, and read the settings and start the engine after the first frame."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from core.config import Settings
     from core.engine import Engine
+    from tui.app import DevAgentApp
+
+EngineFactory = Callable[[], Awaitable["Engine"]]
 
 NO_TTY_MESSAGE = ("agent-tui needs an interactive terminal (a TTY). Use 'docker exec -it ...' (with -t), "
                   "or run 'agent run GOAL' for headless use.")
@@ -47,8 +51,52 @@ def _load_settings(args: argparse.Namespace) -> Settings:
     return load_settings(os.environ, overrides)
 
 
+class SettingsLoader:
+    """The settings, read once on first use: pydantic and yaml cost ~0.15 CPU-s, so they load after the first frame."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._args = args
+        self._lock = threading.Lock()
+        self._settings: Settings | None = None
+
+    def __call__(self) -> Settings:
+        # Called from worker threads (the engine start and the session picker may both need it first).
+        with self._lock:
+            if self._settings is None:
+                self._settings = _load_settings(self._args)
+            return self._settings
+
+
+def first_frame_labels(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
+    """The status bar's workspace, model and approval mode as flags and environment give them, without pydantic.
+
+    The engine's session_started event replaces them with the validated values (settings.yaml included).
+    """
+    workspace = (args.workspace or env.get("AGENT_WORKSPACE", "")).strip() or os.getcwd()
+    return {
+        "workspace_label": os.path.realpath(os.path.expanduser(workspace)),
+        "model_label": (args.model or env.get("AGENT_MODEL", "")).strip(),
+        "approval_mode": (args.approval or env.get("AGENT_APPROVAL", "")).strip() or "ask",
+    }
+
+
+def _after_settings(load: Callable[[], Settings], build: Callable[[Settings], EngineFactory]) -> EngineFactory:
+    """An engine factory that first reads the settings (off the event loop), then builds and keeps the real one."""
+    factory: EngineFactory | None = None
+
+    async def start_engine() -> Engine:
+        nonlocal factory
+        if factory is None:
+            import asyncio
+
+            factory = build(await asyncio.to_thread(load))
+        return await factory()
+
+    return start_engine
+
+
 def _make_engine_factory(settings: Settings, *, session_id: str | None = None,
-                         latest: bool = False) -> Callable[[], Awaitable[Engine]]:
+                         latest: bool = False) -> EngineFactory:
     """A coroutine factory that opens (or creates) the session and starts its engine; core is imported inside.
 
     A retry after a failed start reopens the session the first attempt created instead of making another.
@@ -101,42 +149,46 @@ def _sessions_provider(settings: Settings) -> Callable[[], Sequence[Any]]:
     return list_sessions
 
 
+def build_app(args: argparse.Namespace, settings: SettingsLoader) -> DevAgentApp:
+    """The app for these arguments; the settings are read when the engine starts or the picker lists sessions.
+
+    A bad setting makes the app exit with code 2 right after its first frame (DevAgentApp.config_error).
+    """
+    from tui.app import DevAgentApp
+
+    pick_first = args.resume == RESUME_PICKER
+    factory = None if pick_first else _after_settings(
+        settings, lambda loaded: _make_engine_factory(loaded, session_id=args.resume, latest=args.continue_))
+
+    async def open_session(session_id: str) -> None:
+        await app.open_engine(_after_settings(settings, lambda loaded: _make_engine_factory(
+            loaded, session_id=session_id)))
+
+    def list_sessions() -> Sequence[Any]:
+        return _sessions_provider(settings())()
+
+    app = DevAgentApp(
+        engine_factory=factory,
+        initial_goal=args.goal,
+        **first_frame_labels(args, os.environ),
+        sessions_provider=list_sessions,
+        on_open_session=open_session,
+        open_session_picker=pick_first,
+        watch_workspace=True,
+    )
+    return app
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print(NO_TTY_MESSAGE, file=sys.stderr)
         return 2
     _color_environment(os.environ)
-
-    from core.errors import ConfigError
-
-    try:
-        settings = _load_settings(args)
-    except ConfigError as exc:
-        print(f"agent-tui: {exc}", file=sys.stderr)
-        return 2
-
-    from tui.app import DevAgentApp
-
-    pick_first = args.resume == RESUME_PICKER
-    factory = None if pick_first else _make_engine_factory(settings, session_id=args.resume,
-                                                           latest=args.continue_)
-
-    async def open_session(session_id: str) -> None:
-        await app.open_engine(_make_engine_factory(settings, session_id=session_id))
-
-    app = DevAgentApp(
-        engine_factory=factory,
-        initial_goal=args.goal,
-        workspace_label=str(settings.workspace),
-        model_label=settings.model or "",
-        approval_mode=settings.approval,
-        sessions_provider=_sessions_provider(settings),
-        on_open_session=open_session,
-        open_session_picker=pick_first,
-        watch_workspace=True,
-    )
+    app = build_app(args, SettingsLoader(args))
     app.run()
+    if app.config_error is not None:
+        print(f"agent-tui: {app.config_error}", file=sys.stderr)
     return 0 if app.return_code is None else app.return_code
 
 

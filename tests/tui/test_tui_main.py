@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
+from textual.app import App
 
-from tui.__main__ import NO_TTY_MESSAGE, RESUME_PICKER, _color_environment, build_parser, main
+from core.errors import ConfigError
+from tui.__main__ import NO_TTY_MESSAGE, RESUME_PICKER, _color_environment, build_parser, first_frame_labels, main
+from tui.app import DevAgentApp
 
 
 def test_without_a_tty_it_explains_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -18,11 +22,37 @@ def test_a_bad_setting_prints_the_message_and_exits_2(monkeypatch: pytest.Monkey
                                                        capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    # The settings are read after the first frame: let the app paint it headless.
+    monkeypatch.setattr(DevAgentApp, "run", lambda self: App.run(self, headless=True))
     monkeypatch.setenv("AGENT_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("OPENAI_BASE_URL", "localhost:1234")
     assert main([]) == 2
     err = capsys.readouterr().err
     assert "OPENAI_BASE_URL" in err and "Traceback" not in err
+
+
+def test_a_config_error_while_the_engine_starts_ends_the_app_with_code_2() -> None:
+    error = ConfigError("mcp_servers[0]: expected a mapping with name and transport", hint="write one per server")
+
+    async def engine_factory():
+        raise error
+
+    app = DevAgentApp(engine_factory=engine_factory)
+    app.run(headless=True)
+    assert (app.return_code, app.config_error) == (2, error)
+
+
+def test_the_first_frame_labels_come_from_flags_then_environment(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = {"AGENT_WORKSPACE": "~", "AGENT_MODEL": " qwen ", "AGENT_APPROVAL": "auto-edit"}
+    labels = first_frame_labels(build_parser().parse_args([]), env)
+    assert labels == {"workspace_label": str(Path.home().resolve()), "model_label": "qwen",
+                      "approval_mode": "auto-edit"}
+    flags = build_parser().parse_args(["--workspace", ".", "--model", "m", "--approval", "full-auto"])
+    assert first_frame_labels(flags, env) == {"workspace_label": str(tmp_path.resolve()), "model_label": "m",
+                                              "approval_mode": "full-auto"}
+    assert first_frame_labels(build_parser().parse_args([]), {}) == {
+        "workspace_label": str(tmp_path.resolve()), "model_label": "", "approval_mode": "ask"}
 
 
 @pytest.mark.parametrize(

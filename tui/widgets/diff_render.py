@@ -5,10 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pygments.lexers import get_lexer_for_filename
-from pygments.util import ClassNotFound
 from textual.content import Content
-from textual.highlight import highlight
 
 HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 FILE_HEADERS = ("diff ", "index ", "--- ", "+++ ", "new file mode", "deleted file mode", "similarity ", "rename ")
@@ -32,6 +29,10 @@ class _Hunk:
 
 def language_for(path: str) -> str:
     """The Pygments language name for a file path ("text" when unknown)."""
+    # Pygments is imported with the first diff, not before the app's first frame.
+    from pygments.lexers import get_lexer_for_filename
+    from pygments.util import ClassNotFound
+
     try:
         lexer = get_lexer_for_filename(path)
     except ClassNotFound:
@@ -103,6 +104,8 @@ def _number_width(items: list[str | _Hunk]) -> int:
 
 
 def _render_hunk(hunk: _Hunk, width: int) -> list[Content]:
+    from textual.highlight import highlight
+
     code_lines = [code for marker, _, _, code in hunk.lines if marker != "\\"]
     highlighted = highlight("\n".join(code_lines), language=hunk.language, tab_size=4).split("\n", allow_blank=True)
     if len(highlighted) != len(code_lines):

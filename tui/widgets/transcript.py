@@ -6,8 +6,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from rich.markdown import Markdown as RichMarkdown
 from rich.segment import Segment
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -21,6 +21,10 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Static
 
 from tui.widgets.md_segments import split_pieces
+
+if TYPE_CHECKING:
+    # rich.markdown brings markdown_it (~40 ms, 3 MB): imported when the first answer is shown, not at start-up.
+    from rich.markdown import Markdown as RichMarkdown
 
 MAX_MESSAGES = 200
 # A resumed session mounts only its newest messages: each finished answer is laid out on every layout pass,
@@ -93,10 +97,14 @@ class _Answer(Static):
     """A finished assistant message; its content stays the Rich Markdown (``content.markup`` is the source)."""
 
     def __init__(self, text: str) -> None:
+        from rich.markdown import Markdown as RichMarkdown
+
         super().__init__(RichMarkdown(text), classes="assistant-message")
         self._rendered: _MarkdownLines | None = None
 
     def render(self) -> Visual:
+        from rich.markdown import Markdown as RichMarkdown
+
         markdown = self.content
         assert isinstance(markdown, RichMarkdown)
         if self._rendered is None or self._rendered.markdown is not markdown:
@@ -117,6 +125,8 @@ class _LiveAnswer(_Answer):
         self.set_classes("streaming")
 
     def show(self, source: str) -> None:
+        from rich.markdown import Markdown as RichMarkdown
+
         self.update(RichMarkdown(source))
 
 
