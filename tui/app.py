@@ -283,9 +283,12 @@ class DevAgentApp(App[None]):
         self._replaying = True
         self._main.transcript.begin_replay()
         self._main.tools.begin_replay()
+        # The plan pane shows the whole plan of each update: only the last one of the history matters.
+        last_plan = max((i for i, event in enumerate(events) if event.type == "plan_updated"), default=-1)
         try:
-            for event in events:
-                self.apply_event(event)
+            for i, event in enumerate(events):
+                if event.type != "plan_updated" or i == last_plan:
+                    self.apply_event(event)
         finally:
             self._replaying = False
             self._main.transcript.end_replay()

@@ -94,3 +94,29 @@ async def test_a_live_row_is_laid_out_again_when_its_title_grows() -> None:
             shown = str(row.render())
             assert "ok" in shown
             assert row.size.width >= len(shown), f"the row is as wide as its new title: {shown!r}"
+
+
+async def test_resume_paints_the_newest_messages_first_and_fills_in_the_older_ones() -> None:
+    from core.events import UserMessage
+    from tui.widgets.transcript import REPLAY_FIRST, REPLAY_MESSAGES
+
+    events = session_start()
+    for n in range(REPLAY_MESSAGES + 10):
+        events += [UserMessage(text=f"question {n}"), AssistantMessage(message_id=f"m{n}", text=f"answer {n}")]
+    for seq, event in enumerate(events, 1):
+        event.seq = seq
+    app, _ = make_app(RecordingEngine(events))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        transcript = app.main_screen.transcript
+        for _ in range(100):
+            if not transcript.backfilling:
+                break
+            await pilot.pause(0.02)
+        assert not transcript.backfilling
+        shown = [str(w.content.markup) if hasattr(w.content, "markup") else str(w.content)
+                 for w in transcript.children if w.id != "pruned-note"]
+        assert len(shown) == REPLAY_MESSAGES > REPLAY_FIRST
+        expected = [text for n in range(30, REPLAY_MESSAGES + 10) for text in (f"question {n}", f"answer {n}")]
+        assert shown == expected[-REPLAY_MESSAGES:], "older messages are filled in above, in order"
+        assert "earlier messages are not shown" in str(transcript.query_one("#pruned-note", Static).content)

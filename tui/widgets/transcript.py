@@ -30,6 +30,10 @@ MAX_MESSAGES = 200
 # A resumed session mounts only its newest messages: each finished answer is laid out on every layout pass,
 # so mounting all 200 made a 10,000-event resume take seconds. Live messages still grow to MAX_MESSAGES.
 REPLAY_MESSAGES = 40
+# Of those, the newest few are mounted before the first paint of a resumed session; the older ones follow in
+# small batches after it (above, the view staying at the bottom), so the last answer shows without waiting.
+REPLAY_FIRST = 3
+REPLAY_BATCH = 6
 FLUSH_INTERVAL_S = 0.1
 # The live tail of a streamed answer is re-rendered at every flush, so its cost grows with its length: past
 # this many characters the text so far is cut (at block boundaries, see md_segments) into finished pieces and
@@ -202,6 +206,7 @@ class Transcript(VerticalScroll):
         self._replay: deque[WidgetFactory] | None = None
         self._replay_text: dict[str, list[str]] = {}
         self._replay_reasoning: dict[str, list[str]] = {}
+        self._backfill: list[WidgetFactory] = []  # replayed messages not mounted yet, oldest first
 
     def compose(self) -> ComposeResult:
         yield Static(id="pruned-note")
@@ -232,9 +237,32 @@ class Transcript(VerticalScroll):
         for _ in range(excess):
             factories.popleft()
         self._pruned += excess
-        self.mount_all([factory() for factory in factories])
+        newest = [factories.pop() for _ in range(min(REPLAY_FIRST, len(factories)))][::-1]
+        self.mount_all([factory() for factory in newest])
+        self._backfill = list(factories)
+        if self._backfill:
+            self.call_after_refresh(self._mount_older)
         self._update_pruned_note()
         self.scroll_end(animate=False)
+
+    @property
+    def backfilling(self) -> bool:
+        """Whether older replayed messages are still being mounted above the newest ones."""
+        return bool(self._backfill)
+
+    def _mount_older(self) -> None:
+        """Mount the next older batch of replayed messages above the oldest one shown."""
+        if not self._backfill:
+            return
+        batch, self._backfill = self._backfill[-REPLAY_BATCH:], self._backfill[:-REPLAY_BATCH]
+        oldest = next((child for child in self.children if child.id != "pruned-note"), None)
+        widgets = [factory() for factory in batch]
+        if oldest is None:
+            self.mount_all(widgets)
+        else:
+            self.mount_all(widgets, before=oldest)
+        if self._backfill:
+            self.call_after_refresh(self._mount_older)
 
     def add_user_message(self, text: str) -> None:
         self._add(lambda: _user(text))
@@ -307,6 +335,7 @@ class Transcript(VerticalScroll):
                 stream.timer.stop()
         self._streams.clear()
         self._reasoning.clear()
+        self._backfill = []
         self._pruned = 0
         self.query(".user-message, .assistant-message, .note, .error-message, .reasoning, .streaming").remove()
         self._update_pruned_note()
