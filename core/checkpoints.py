@@ -12,8 +12,9 @@ import secrets
 import stat
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,10 +22,18 @@ from git import Git
 from git.exc import GitCommandError
 
 from core.errors import AgentError
+from core.session_log import SessionStore
 
 # Files above this size are never snapshotted: a model's build artefact or dataset would bloat the
 # store on every checkpoint. Undo leaves such files alone (it never deletes or overwrites them).
 MAX_FILE_BYTES = 50 * 1024 * 1024
+# Each session keeps its newest checkpoints and undo/redo steps up to this many; older ones are forgotten,
+# and their objects leave the store at the next garbage collection.
+KEEP_CHECKPOINTS = 500
+# Opening a store collects garbage when the last collection is older than this.
+GC_INTERVAL_S = 24 * 60 * 60
+# Loose objects past this count are packed by a collection (git's own default for gc.auto).
+GC_LOOSE_OBJECTS = 6700
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CHECKPOINT_ID = re.compile(r"[0-9a-f]{4,64}")
@@ -74,7 +83,11 @@ class RestoreResult:
 
 @dataclass
 class _Step:
-    """One undoable change: the snapshot before it and, once known, the snapshot after it."""
+    """One undoable change: the snapshot before it and, once one is taken, the snapshot after it.
+
+    Restoring never reads ``after`` of a change that ``record_after`` completed: undo snapshots the
+    workspace as it is and redo returns to that, so a file tool's write needs no ``after`` snapshot.
+    """
 
     before: str
     after: str | None
@@ -89,6 +102,18 @@ class _History:
     undo: list[_Step] = field(default_factory=list)
     redo: list[_Step] = field(default_factory=list)
     checkpoints: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """This store's last snapshot, kept in memory so ``record_after`` can tell what changed without a scan.
+
+    ``fingerprints`` are what the paths it named held when they were staged (None: only a scan can tell).
+    """
+
+    commit: str
+    tree: str
+    fingerprints: dict[str, tuple[object, ...] | None]
 
 
 @dataclass(frozen=True)
@@ -108,6 +133,12 @@ class CheckpointStore:
     The workspace's own ``.git`` is never read or written: every git call runs with its own GIT_DIR,
     index and an isolated configuration. Undo only touches files the snapshots track, so ignored and
     never-snapshotted files survive it.
+
+    Checkpoint commits have no parents: the undo histories under ``stacks/`` are what keeps them, so
+    forgetting a checkpoint there frees it. Garbage collection (at most once every ``GC_INTERVAL_S``,
+    when a store is opened) drops the histories of sessions whose directory was deleted from the state
+    dir, trims every history to ``KEEP_CHECKPOINTS``, points one ref at each checkpoint still listed and
+    lets git prune the rest.
     """
 
     def __init__(self, state_dir: Path, workspace: Path, *, session_id: str = "default") -> None:
@@ -131,8 +162,12 @@ class CheckpointStore:
         self.shadow_dir = state / "checkpoints" / key
         self.session_id = session_id
         self._git_dir = self.shadow_dir / "git"
-        self._history_file = self.shadow_dir / "stacks" / f"{session_id}.json"
-        self._ref = f"refs/dev-agent/sessions/{session_id}"
+        self._stacks_dir = self.shadow_dir / "stacks"
+        self._history_file = self._stacks_dir / f"{session_id}.json"
+        self._sessions_dir = SessionStore(state).root
+        self._last: _Snapshot | None = None
+        # The tree of the shadow index as it was last written, keyed by the index's checksum.
+        self._index_tree: tuple[bytes, str] | None = None
         # Session logs and the store itself live in the state dir; restoring them would corrupt them.
         self._excluded: list[str] = []
         if state.is_relative_to(self.workspace):
@@ -148,6 +183,7 @@ class CheckpointStore:
             ) from err
         with self._locked():
             self._ensure_repo()
+            self._collect_garbage_if_due()
 
     # ------------------------------------------------------------------ public API
 
@@ -160,11 +196,19 @@ class CheckpointStore:
         return bool(self._load().redo)
 
     def snapshot(self, label: str, *, paths: Sequence[str] = ()) -> str:
-        """Record the workspace before a change; ``paths`` are force-included even if ignored."""
+        """Record the whole workspace before a change; ``paths`` are force-included even if ignored.
+
+        Naming ``paths`` also declares that the change touches only them (a file tool's write), so
+        ``record_after`` compares just those instead of scanning; a change of unknown reach (a shell
+        command) names none.
+        """
         rel_paths = [self._relative(p) for p in paths]
         with self._locked():
             history = self._load()
-            sha = self._commit(label, rel_paths)
+            # Taken before staging: a write racing the staging then reads as a change, never as none.
+            fingerprints = {rel: self._fingerprint(rel) for rel in rel_paths}
+            sha, tree = self._commit_workspace(label, rel_paths)
+            self._last = _Snapshot(sha, tree, fingerprints)
             history.undo.append(_Step(before=sha, after=None, label=label, paths=rel_paths))
             history.redo.clear()
             history.checkpoints.append({"id": sha, "label": label, "created": time.time(), "changed": None})
@@ -172,7 +216,11 @@ class CheckpointStore:
             return sha
 
     def record_after(self) -> None:
-        """Capture the state after the last change so redo returns exactly to it."""
+        """Note which files the last change touched; a change of unknown reach is snapshotted to find out.
+
+        A file tool's write (a snapshot that named its paths, taken by this store) is told by comparing
+        those paths with what the snapshot staged, and only they are staged: no scan, no commit.
+        """
         with self._locked():
             history = self._load()
             if not history.undo:
@@ -181,8 +229,13 @@ class CheckpointStore:
                     hint="call snapshot() before applying the change",
                 )
             step = history.undo[-1]
-            step.after = self._commit(f"after: {step.label}", step.paths)
-            self._note_changes(history, step.before, step.after)
+            changed = self._stage_named_paths(step)
+            if changed is None:
+                step.after, tree = self._commit_workspace(f"after: {step.label}", step.paths)
+                last = self._last
+                unchanged = last is not None and last.commit == step.before and last.tree == tree
+                changed = [] if unchanged else self._changed_paths(step.before, step.after)
+            _note_changes(history, step.before, changed)
             self._save(history)
 
     def undo(self) -> RestoreResult:
@@ -194,8 +247,8 @@ class CheckpointStore:
             step = history.undo.pop()
             # Snapshot first: the change may never have been record_after'ed, or the operator edited since.
             current = self._commit(f"undo: {step.label}", step.paths)
-            if step.after is None:
-                self._note_changes(history, step.before, current)
+            if any(record["id"] == step.before and record["changed"] is None for record in history.checkpoints):
+                _note_changes(history, step.before, self._changed_paths(step.before, current))
             files, skipped = self._restore_tree(current, step.before)
             history.redo.append(_Step(before=step.before, after=current, label=step.label, paths=step.paths))
             self._save(history)
@@ -228,7 +281,7 @@ class CheckpointStore:
             history.undo.append(_Step(before=before, after=after, label=label, paths=[rel]))
             history.redo.clear()
             history.checkpoints.append({"id": before, "label": label, "created": time.time(), "changed": None})
-            self._note_changes(history, before, after)
+            _note_changes(history, before, self._changed_paths(before, after))
             self._save(history)
             return RestoreResult("restore_file", target, changed)
 
@@ -308,35 +361,180 @@ class CheckpointStore:
 
     def _commit(self, label: str, force_paths: Sequence[str]) -> str:
         """Stage the whole work tree into the shadow index and commit it, even if nothing changed."""
-        excluded = list(self._excluded)
-        large: list[str] = []
+        return self._commit_workspace(label, force_paths)[0]
+
+    def _commit_workspace(self, label: str, force_paths: Sequence[str]) -> tuple[str, str]:
+        """(commit, tree) of the whole work tree, staged as ``git add --all`` would plus ``force_paths``.
+
+        ``ls-files`` lists the paths that differ from the index; only those (and ``force_paths``) are staged,
+        by ``update-index``, which needs telling what ``add`` works out itself: a tracked path that is now
+        a directory, an over-size file or behind a symlink leaves the index, and ``--replace`` lets a
+        file take the place of a directory (or the reverse).
+        """
         listing = self._raw(
-            "ls_files", "-z", "--others", "--modified", "--exclude-standard", "--", ".", *_exclusions(excluded)
+            "ls_files", "-z", "--others", "--modified", "--exclude-standard", "--", ".", *_exclusions(self._excluded)
         )
-        for rel in _split_z(listing):
-            if rel.endswith("/"):
-                # A nested repository: git would add it as a gitlink (or fail if it has no commit yet).
-                excluded.append(rel.rstrip("/"))
-            elif _is_large(self.workspace / rel):
-                large.append(rel)
-        if large:
-            # A file that grew past the limit must leave the index, or its stale version would be restored.
-            self._run("update_index", "--force-remove", "--", *large)
-            excluded.extend(large)
-        self._run("add", "--all", "--", ".", *_exclusions(excluded))
-        forced = [
-            rel
-            for rel in dict.fromkeys(force_paths)
-            if not _is_within(rel, excluded) and _is_file(self.workspace / rel) and not _is_large(self.workspace / rel)
-        ]
-        if forced:
-            self._run("add", "--force", "--", *(f":(literal){rel}" for rel in forced))
-        tree = self._run("write_tree").strip()
-        parent = self._run("for_each_ref", "--format=%(objectname)", self._ref).strip()
-        parents = ["-p", parent] if parent else []
-        sha: str = self._run("commit_tree", tree, *parents, "-m", label or "checkpoint").strip()
-        self._run("update_ref", self._ref, sha)
+        entries = _split_z(listing)
+        # A nested repository: git would add it as a gitlink (or fail if it has no commit yet).
+        nested = [rel.rstrip("/") for rel in entries if rel.endswith("/")]
+        excluded = [*self._excluded, *nested]
+        remove: list[str] = []
+        stage: dict[str, None] = {}
+        for rel in entries:
+            if rel.endswith("/") or _is_within(rel, nested):
+                continue
+            if self._kind(rel) in ("directory", "large", "missing"):
+                # Gone, now a directory, or grown past the limit: a stale version left in the index would
+                # be restored by undo.
+                remove.append(rel)
+            else:
+                stage[rel] = None
+        for rel in force_paths:
+            if not _is_within(rel, excluded) and self._kind(rel) == "file":
+                stage[rel] = None
+        self._stage(remove, list(stage))
+        return self._write_commit(label)
+
+    def _stage_named_paths(self, step: _Step) -> list[str] | None:
+        """Stage the paths a change confined to ``step.paths`` changed, and list them; None if it takes a scan.
+
+        Comparing what the paths hold with what this store's snapshot staged gives what a scan's
+        ``diff-tree`` would, unless a path's change alters how other files stage (ignore or attribute
+        rules, a nested repository, the state dir) or it is a directory or unreadable.
+        """
+        last = self._last
+        if last is None or last.commit != step.before or not step.paths:
+            return None
+        changed: dict[str, tuple[object, ...]] = {}
+        for rel in step.paths:
+            was, now = last.fingerprints.get(rel), self._fingerprint(rel)
+            if was is None or now is None or not self._changes_alone(rel):
+                return None
+            if was != now:
+                changed[rel] = now
+        # Staged now, as a scan would: an ignored file a tool created must stay tracked for later undos.
+        self._stage(
+            [rel for rel, now in changed.items() if now == ("absent",)],
+            [rel for rel, now in changed.items() if now != ("absent",)],
+        )
+        return list(changed)
+
+    def _changes_alone(self, rel: str) -> bool:
+        """Whether a change of ``rel`` leaves how every other path stages as it was."""
+        if rel.rpartition("/")[2] in (".gitignore", ".gitattributes") or _is_within(rel, self._excluded):
+            return False
+        parent = self.workspace
+        for part in rel.split("/")[:-1]:
+            parent = parent / part
+            if os.path.lexists(parent / ".git"):
+                return False
+        return True
+
+    def _kind(self, rel: str) -> Literal["file", "large", "directory", "missing", "other"]:
+        """What ``rel`` is to the index; git counts a path behind a symlinked directory as missing."""
+        parent = self.workspace
+        for part in rel.split("/")[:-1]:
+            parent = parent / part
+            if parent.is_symlink():
+                return "missing"
+        try:
+            info = (self.workspace / rel).lstat()
+        except OSError:
+            return "missing"
+        if stat.S_ISDIR(info.st_mode):
+            return "directory"
+        if stat.S_ISREG(info.st_mode):
+            return "large" if info.st_size > MAX_FILE_BYTES else "file"
+        return "file" if stat.S_ISLNK(info.st_mode) else "other"
+
+    def _fingerprint(self, rel: str) -> tuple[object, ...] | None:
+        """What the snapshots would hold for ``rel``, by content (so a write within one clock tick shows).
+
+        A missing or over-size file, or one behind a symlinked directory, is absent from snapshots; None
+        means only a scan can tell (a directory, a special or unreadable file).
+        """
+        kind = self._kind(rel)
+        if kind in ("missing", "large"):
+            return ("absent",)
+        if kind != "file":
+            return None
+        path = self.workspace / rel
+        try:
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                return ("link", os.readlink(path))
+            with open(path, "rb") as data:
+                digest = hashlib.file_digest(data, "sha256").hexdigest()
+        except OSError:
+            return None
+        # Git records a file as executable when its owner may execute it.
+        return ("file", bool(info.st_mode & stat.S_IXUSR), digest)
+
+    def _stage(self, remove: Sequence[str], stage: Sequence[str]) -> None:
+        """Drop ``remove`` from the shadow index; add or update ``stage`` (or drop it if it is gone)."""
+        # Paths go through stdin: a command that deleted a whole tree would overflow the argument list.
+        for paths, options in ((remove, ["--force-remove"]), (stage, ["--add", "--remove", "--replace"])):
+            if paths:
+                with tempfile.TemporaryFile() as request:
+                    request.write(b"".join(os.fsencode(rel) + b"\0" for rel in paths))
+                    request.seek(0)
+                    self._run("update_index", *options, "-z", "--stdin", istream=request)
+
+    def _write_commit(self, label: str) -> tuple[str, str]:
+        tree = self._write_tree()
+        return self._commit_tree(tree, label), tree
+
+    def _write_tree(self) -> str:
+        """The shadow index as a tree; skips git when the index is byte-identical to the last one written."""
+        checksum = self._index_checksum()
+        if self._index_tree is not None and self._index_tree[0] == checksum and checksum:
+            return self._index_tree[1]
+        tree: str = self._run("write_tree").strip()
+        # write-tree may rewrite the index to cache its trees, so read the checksum again.
+        self._index_tree = (self._index_checksum(), tree)
+        return tree
+
+    def _commit_tree(self, tree: str, label: str) -> str:
+        """A parentless commit of ``tree``, written as a loose object here rather than by ``git commit-tree``.
+
+        A commit is a few header lines, so writing it saves a git process per checkpoint; the nonce keeps
+        two checkpoints of one tree apart.
+        """
+        ident = f"{_IDENTITY['name']} <{_IDENTITY['email']}> {int(time.time())} +0000"
+        message = (label or "checkpoint").replace("\0", " ").encode(errors="surrogateescape")
+        body = (
+            f"tree {tree}\nauthor {ident}\ncommitter {ident}\n\n".encode()
+            + message
+            + f"\n\nCheckpoint-Nonce: {secrets.token_hex(8)}\n".encode()
+        )
+        data = b"commit %d\0" % len(body) + body
+        sha = hashlib.sha1(data, usedforsecurity=False).hexdigest()
+        folder = self._git_dir / "objects" / sha[:2]
+        temp = folder / f"tmp_obj_{secrets.token_hex(6)}"
+        try:
+            folder.mkdir(exist_ok=True)
+            # Git's own modes for loose objects, and a rename so no reader sees half an object.
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            with os.fdopen(fd, "wb") as out:
+                out.write(zlib.compress(data))
+            os.replace(temp, folder / sha[2:])
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise CheckpointError(
+                f"cannot write a checkpoint into {self.shadow_dir}: {err.strerror}",
+                hint="free disk space or make AGENT_STATE_DIR writable",
+            ) from err
         return sha
+
+    def _index_checksum(self) -> bytes:
+        """The trailing SHA-1 git writes over the whole index file: equal checksums, equal index."""
+        try:
+            with open(self._git_dir / "index", "rb") as index:
+                index.seek(-20, os.SEEK_END)
+                return index.read()
+        except OSError:
+            return b""
 
     def _resolve(self, checkpoint: str) -> str:
         if _CHECKPOINT_ID.fullmatch(checkpoint):
@@ -347,11 +545,8 @@ class CheckpointStore:
             f"unknown checkpoint {checkpoint!r}", hint="use a checkpoint id listed by the checkpoint history"
         )
 
-    def _note_changes(self, history: _History, before: str, after: str) -> None:
-        for record in history.checkpoints:
-            if record["id"] == before:
-                raw = self._raw("diff_tree", "-r", "-z", "--name-only", "--no-renames", before, after)
-                record["changed"] = _split_z(raw)
+    def _changed_paths(self, before: str, after: str) -> list[str]:
+        return _split_z(self._raw("diff_tree", "-r", "-z", "--name-only", "--no-renames", before, after))
 
     def _tree_entry(self, commit: str, rel: str) -> tuple[str, str, str] | None:
         """(mode, type, sha) of ``rel`` in ``commit``; ``<rev>:<path>`` names paths literally."""
@@ -529,6 +724,79 @@ class CheckpointStore:
                 return
             parent = parent.parent
 
+    # ------------------------------------------------------------------ garbage collection
+
+    def collect_garbage(self) -> None:
+        """Forget deleted sessions' checkpoints and trim long histories, then let git drop what none lists."""
+        with self._locked():
+            self._collect_garbage()
+
+    def _collect_garbage_if_due(self) -> None:
+        stamp = self.shadow_dir / "gc-stamp"
+        try:
+            age = time.time() - stamp.stat().st_mtime
+        except FileNotFoundError:
+            # A new store has nothing to collect; the stamp starts its clock.
+            stamp.touch()
+            return
+        if age > GC_INTERVAL_S:
+            # Stamped first, so a collection that fails is not retried on every start.
+            stamp.touch()
+            self._collect_garbage()
+
+    def _collect_garbage(self) -> None:
+        kept: set[str] = set()
+        for history_file in sorted(self._stacks_dir.glob("*.json")):
+            session = history_file.stem
+            deleted = self._sessions_dir.is_dir() and not (self._sessions_dir / session).exists()
+            if deleted and session != self.session_id:
+                history_file.unlink(missing_ok=True)
+                continue
+            # An unreadable history raises here, before anything is pruned: its checkpoints may be wanted.
+            history = self._load(history_file)
+            if _trim(history):
+                self._save(history, history_file)
+            kept.update(_commits_of(history))
+        self._keep_refs(kept)
+        self._run("pack_refs", "--all")
+        self._run("prune")
+        # A tree remembered from before may be one prune just deleted.
+        self._index_tree = None
+        self._run(
+            "gc",
+            "--auto",
+            "--quiet",
+            # The store's own config turns automatic gc off; here it packs loose objects, in the foreground.
+            env={
+                "GIT_CONFIG_COUNT": "3",
+                "GIT_CONFIG_KEY_1": "gc.auto",
+                "GIT_CONFIG_VALUE_1": str(GC_LOOSE_OBJECTS),
+                "GIT_CONFIG_KEY_2": "gc.autoDetach",
+                "GIT_CONFIG_VALUE_2": "false",
+            },
+        )
+
+    def _keep_refs(self, commits: set[str]) -> None:
+        """Point one ref at each commit to keep (those still in the store) and delete every other ref."""
+        with tempfile.TemporaryFile() as request:
+            request.write("".join(f"{sha}\n" for sha in sorted(commits)).encode())
+            request.seek(0)
+            found = self._run("cat_file", "--batch-check=%(objectname) %(objecttype)", istream=request)
+        wanted = {
+            f"refs/dev-agent/keep/{sha}": sha
+            for sha, _, kind in (line.partition(" ") for line in found.splitlines())
+            if kind == "commit"
+        }
+        # Older versions kept one ref per session, on a chain of every checkpoint it took: those go too.
+        existing = set(self._run("for_each_ref", "--format=%(refname)", "refs/dev-agent/").split())
+        commands = [f"delete {ref}\n" for ref in sorted(existing - wanted.keys())]
+        commands += [f"update {ref} {sha}\n" for ref, sha in wanted.items() if ref not in existing]
+        if commands:
+            with tempfile.TemporaryFile() as request:
+                request.write("".join(commands).encode())
+                request.seek(0)
+                self._run("update_ref", "--stdin", istream=request)
+
     # ------------------------------------------------------------------ persistence
 
     def _relative(self, path: str) -> str:
@@ -549,9 +817,10 @@ class CheckpointStore:
             )
         return rel
 
-    def _load(self) -> _History:
+    def _load(self, history_file: Path | None = None) -> _History:
+        history_file = history_file or self._history_file
         try:
-            data = json.loads(self._history_file.read_text(encoding="utf-8"))
+            data = json.loads(history_file.read_text(encoding="utf-8"))
             return _History(
                 undo=[_Step(**step) for step in data["undo"]],
                 redo=[_Step(**step) for step in data["redo"]],
@@ -561,27 +830,60 @@ class CheckpointStore:
             return _History()
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise CheckpointError(
-                f"undo history {self._history_file} is unreadable: {err}",
-                hint=f"move {self._history_file} aside to start a fresh undo history for this session",
+                f"undo history {history_file} is unreadable: {err}",
+                hint=f"move {history_file} aside to start a fresh undo history for this session",
             ) from err
 
-    def _save(self, history: _History) -> None:
+    def _save(self, history: _History, history_file: Path | None = None) -> None:
+        history_file = history_file or self._history_file
+        _trim(history)
         # Surrogate-escaped (non-UTF-8) file names survive as \udcXX escapes with ensure_ascii.
-        payload = json.dumps({"version": 1, **asdict(history)}, ensure_ascii=True)
-        temp = self._history_file.with_name(f".{self._history_file.name}.{secrets.token_hex(4)}")
+        # vars() rather than dataclasses.asdict, whose deep copy of every step cost milliseconds per save.
+        payload = json.dumps(
+            {
+                "version": 1,
+                "undo": [vars(step) for step in history.undo],
+                "redo": [vars(step) for step in history.redo],
+                "checkpoints": history.checkpoints,
+            },
+            ensure_ascii=True,
+        )
+        temp = history_file.with_name(f".{history_file.name}.{secrets.token_hex(4)}")
         try:
             with open(temp, "w", encoding="utf-8") as out:
                 out.write(payload)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(temp, self._history_file)
+            os.replace(temp, history_file)
         except OSError as err:
             with contextlib.suppress(OSError):
                 temp.unlink()
             raise CheckpointError(
-                f"cannot save undo history {self._history_file}: {err.strerror}",
+                f"cannot save undo history {history_file}: {err.strerror}",
                 hint="free disk space or make AGENT_STATE_DIR writable",
             ) from err
+
+
+def _note_changes(history: _History, before: str, changed: list[str]) -> None:
+    for record in history.checkpoints:
+        if record["id"] == before:
+            record["changed"] = changed
+
+
+def _trim(history: _History) -> bool:
+    """Keep the newest ``KEEP_CHECKPOINTS`` steps and checkpoints; True if any were dropped."""
+    dropped = False
+    for items in (history.undo, history.redo, history.checkpoints):
+        if len(items) > KEEP_CHECKPOINTS:
+            del items[:-KEEP_CHECKPOINTS]
+            dropped = True
+    return dropped
+
+
+def _commits_of(history: _History) -> set[str]:
+    steps = [*history.undo, *history.redo]
+    commits = {step.before for step in steps} | {step.after for step in steps if step.after}
+    return commits | {record["id"] for record in history.checkpoints}
 
 
 def _split_z(raw: bytes) -> list[str]:
@@ -611,22 +913,6 @@ def _is_within(rel: str, directories: Sequence[str]) -> bool:
 
 def _names_dot_git(rel: str) -> bool:
     return any(part.lower() == ".git" for part in rel.split("/"))
-
-
-def _is_file(path: Path) -> bool:
-    try:
-        mode = path.lstat().st_mode
-    except OSError:
-        return False
-    return stat.S_ISREG(mode) or stat.S_ISLNK(mode)
-
-
-def _is_large(path: Path) -> bool:
-    try:
-        info = path.lstat()
-    except OSError:
-        return False
-    return stat.S_ISREG(info.st_mode) and info.st_size > MAX_FILE_BYTES
 
 
 def _write_file(path: Path, data: bytes, mode: str) -> None:
