@@ -140,6 +140,26 @@ def _make_engine_factory(settings: Settings, *, session_id: str | None = None,
     return start_engine
 
 
+def _history_provider(settings: Callable[[], Settings], *, session_id: str | None,
+                      latest: bool = False) -> Callable[[], Sequence[Any]]:
+    """Reads the recorded events of the session being resumed, without the SDK, to show them at once.
+
+    Read-only: no lock is taken and nothing is repaired; the engine's start does that (and reports problems).
+    """
+    def read() -> Sequence[Any]:
+        from core.session_log import SessionStore
+
+        loaded = settings()
+        store = SessionStore(loaded.state_dir)
+        chosen = session_id
+        if chosen is None and latest:
+            summary = store.latest(loaded.workspace)
+            chosen = summary.id if summary else None
+        return store.open(chosen).read_events() if chosen else []
+
+    return read
+
+
 def _sessions_provider(settings: Settings) -> Callable[[], Sequence[Any]]:
     def list_sessions() -> Sequence[Any]:
         from core.session_log import SessionStore
@@ -162,7 +182,7 @@ def build_app(args: argparse.Namespace, settings: SettingsLoader) -> DevAgentApp
 
     async def open_session(session_id: str) -> None:
         await app.open_engine(_after_settings(settings, lambda loaded: _make_engine_factory(
-            loaded, session_id=session_id)))
+            loaded, session_id=session_id)), _history_provider(settings, session_id=session_id))
 
     def list_sessions() -> Sequence[Any]:
         return _sessions_provider(settings())()
@@ -175,6 +195,8 @@ def build_app(args: argparse.Namespace, settings: SettingsLoader) -> DevAgentApp
         on_open_session=open_session,
         open_session_picker=pick_first,
         watch_workspace=True,
+        history_provider=None if pick_first or not (args.resume or args.continue_) else _history_provider(
+            settings, session_id=args.resume, latest=args.continue_),
     )
     return app
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from tui.screens.session_picker import PickerRow
 
 EngineFactory = Callable[[], Awaitable["Engine"]]
+# Reads a session's recorded events (blocking; run in a thread) before its engine is up.
+HistoryProvider = Callable[[], Sequence["Event"]]
 
 RUN_STATUS_NOTES = {
     "failed": "run failed",
@@ -79,9 +81,13 @@ class DevAgentApp(App[None]):
         on_open_session: Callable[[str], Awaitable[None]] | None = None,
         open_session_picker: bool = False,
         watch_workspace: bool = False,
+        history_provider: HistoryProvider | None = None,
     ) -> None:
         super().__init__()
         self._engine_factory = engine_factory
+        self._history_provider = history_provider
+        # The last recorded event already on screen (read from the log before the engine was up), if any.
+        self._shown_seq: int | None = None
         self._initial_goal = initial_goal
         self._workspace_label = workspace_label
         self._approval_mode = approval_mode
@@ -168,14 +174,22 @@ class DevAgentApp(App[None]):
         if handler is not None:
             handler(event)
 
-    async def open_engine(self, engine_factory: EngineFactory) -> None:
-        """Close the current engine, empty the panes and start (and replay) the one this factory builds."""
+    async def open_engine(self, engine_factory: EngineFactory, history_provider: HistoryProvider | None = None) -> None:
+        """Close the current engine, empty the panes and start (and replay) the one this factory builds.
+
+        With a history provider, the session's recorded events are shown while the engine is still starting.
+        """
         await self._close_engine()
+        self.workers.cancel_group(self, "preview")
         self._main.clear_panes()
         self._approvals.clear()
         self._last_answer = ""
+        self._shown_seq = None
         self._engine_factory = engine_factory
+        self._history_provider = history_provider
         self._start_engine()
+        if history_provider is not None:
+            self._preview_history()
 
     def set_approval_mode(self, mode: str) -> None:
         """Change the approval mode for the following tool calls."""
@@ -206,6 +220,8 @@ class DevAgentApp(App[None]):
         """The first frame is on screen: now it is time to import and start the engine."""
         if self._engine_factory is not None:
             self._start_engine()
+            if self._history_provider is not None:
+                self._preview_history()
         else:
             self._main.status.set_connection("no session open: ctrl+r picks one")
         if self._open_session_picker:
@@ -224,6 +240,24 @@ class DevAgentApp(App[None]):
         if self._watch_workspace:
             await self._start_watcher(engine)
         _release_free_memory()
+
+    @work(exclusive=True, group="preview", exit_on_error=False)
+    async def _preview_history(self) -> None:
+        """Show the session's recorded events while the engine imports and starts (seconds on a cold start).
+
+        Reading the log needs none of the SDK. The engine, once attached, replays only what came after.
+        """
+        provider = self._history_provider
+        if provider is None:
+            return
+        try:
+            events = await asyncio.to_thread(provider)
+        except Exception:  # the engine's own start reports what is wrong with this session
+            return
+        if self._engine is not None or not events:
+            return  # the engine came first: its replay shows everything
+        self._replay(events)
+        self._shown_seq = events[-1].seq
 
     def _approval_mode_changed(self, event: Any) -> None:
         self._approval_mode = event.mode
@@ -271,7 +305,9 @@ class DevAgentApp(App[None]):
         if hub is not None and hub.statuses:
             healthy = sum(1 for s in hub.statuses if s.healthy)
             self.set_mcp_status(f"MCP {healthy}/{len(hub.statuses)}")
-        self._replay(engine.history)
+        self.workers.cancel_group(self, "preview")
+        shown, self._shown_seq = self._shown_seq, None
+        self._replay(engine.history if shown is None else [event for event in engine.history if event.seq > shown])
         self._unsubscribe = engine.subscribe(self._post_engine_event)
         self._show_next_approval()
         if self._initial_goal:

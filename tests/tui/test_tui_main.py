@@ -81,3 +81,27 @@ def test_arguments_follow_the_spec() -> None:
     assert parser.parse_args(["--continue"]).continue_
     with pytest.raises(SystemExit):
         parser.parse_args(["--approval", "sometimes"])
+
+
+def test_the_history_provider_reads_the_resumed_session_without_locking_it(tmp_path: Path) -> None:
+    from core.config import load_settings
+    from core.events import UserMessage
+    from core.session_log import SessionStore
+    from tui.__main__ import _history_provider
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    settings = load_settings({"HOME": str(tmp_path), "AGENT_STATE_DIR": str(tmp_path / "state"),
+                              "AGENT_WORKSPACE": str(workspace)})
+    store = SessionStore(settings.state_dir)
+    session = store.create(workspace=workspace, model=None)
+    session.acquire()  # held by a live engine: reading must not need the lock
+    session.append(UserMessage(text="hello"))
+
+    by_prefix = _history_provider(lambda: settings, session_id=session.id[:12])()
+    latest = _history_provider(lambda: settings, session_id=None, latest=True)()
+    nothing = _history_provider(lambda: settings, session_id=None)()
+    assert [e.text for e in by_prefix if e.type == "user_message"] == ["hello"]
+    assert [e.seq for e in latest] == [e.seq for e in by_prefix]
+    assert nothing == []
+    session.close()
