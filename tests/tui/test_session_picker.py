@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from textual.app import App
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
-from tui.screens.session_picker import SessionPickerScreen, relative_time, shorten_path
+from tui.screens.session_picker import SessionPickerScreen, SessionTable, relative_time, shorten_path
 
 NOW = 1_790_000_000.0
 WORKSPACE = "/work/ws"
@@ -76,12 +77,15 @@ def make_picker(rows: list[object] | None = None) -> SessionPickerScreen:
     return SessionPickerScreen(sample_rows() if rows is None else rows, current_workspace=WORKSPACE, now=lambda: NOW)
 
 
+def screen_lines(picker: SessionPickerScreen) -> list[str]:
+    """The table as drawn: its heading, then one line per row on screen, without the padding at the right."""
+    table = picker.query_one(SessionTable)
+    return [table.render_line(y).text.rstrip() for y in range(table.scrollable_content_region.height)]
+
+
 def table_text(picker: SessionPickerScreen) -> list[str]:
-    table = picker.query_one(DataTable)
-    return [
-        " | ".join(str(getattr(cell, "plain", cell)) for cell in table.get_row_at(index))
-        for index in range(table.row_count)
-    ]
+    """The rows on screen, their cells (columns are at least two spaces apart) joined by ` | `."""
+    return [" | ".join(re.split(r"\s{2,}", line.strip())) for line in screen_lines(picker)[1:] if line]
 
 
 async def test_rows_are_listed_with_their_columns() -> None:
@@ -89,7 +93,8 @@ async def test_rows_are_listed_with_their_columns() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         rows = table_text(app.picker)
-        assert app.picker.query_one(DataTable).cursor_type == "row"
+        heading = screen_lines(app.picker)[0]
+    assert heading.split() == ["title", "workspace", "model", "updated", "status", "events"]
     assert len(rows) == 8
     assert rows[0] == "Fix the failing login test | /work/ws | qwen3-coder-30b | 2 min ago | ● running | 42"
     assert "⏸ paused for approval" in rows[1] and "3 h ago" in rows[1]
@@ -200,7 +205,8 @@ async def test_enter_in_the_table_opens_the_row() -> None:
     app = PickerHost(make_picker())
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        app.picker.query_one(DataTable).focus()
+        await pilot.press("tab")
+        assert app.focused is app.picker.query_one(SessionTable)
         await pilot.press("down", "enter")
         await pilot.pause()
     assert app.results == ["d4e5f6"]
@@ -241,7 +247,7 @@ async def test_a_thousand_sessions_load_newest_first_and_the_filter_reaches_all(
     app = PickerHost(make_picker(rows))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert app.picker.query_one(DataTable).row_count == 100
+        assert len(app.picker.shown_ids) == 100
         assert app.picker.shown_ids[:2] == ["s0000", "s0001"]
         assert "100 of 1000 shown" in str(app.picker.query_one("#picker-more", Static).visual.plain)
         app.picker.query_one(Input).value = "number 99"
@@ -265,3 +271,69 @@ def test_shorten_path_keeps_the_last_component() -> None:
     assert shorten_path("/srv/a", 20) == "/srv/a"
     assert shorten_path("/srv/very/long/path/to/project", 12) == "…/project"
     assert shorten_path("/srv/averyveryverylongname", 10) == "…ylongname"
+
+
+def numbered_rows(count: int) -> list[Row]:
+    return [Row(f"s{n:04d}", f"goal number {n}", updated=NOW - n * 60) for n in range(count)]
+
+
+async def test_page_keys_from_the_filter_move_a_screenful_and_keep_the_cursor_in_view() -> None:
+    app = PickerHost(make_picker(numbered_rows(300)))
+    async with app.run_test(size=(120, 24)) as pilot:
+        await pilot.pause()
+        table = app.picker.query_one(SessionTable)
+        page = table.page_rows
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert app.picker.highlighted_id == f"s{page:04d}"
+        assert screen_lines(app.picker)[-1].startswith(f" goal number {page} ")
+        await pilot.press("pagedown", "pageup", "up")
+        await pilot.pause()
+        assert app.picker.highlighted_id == f"s{page - 1:04d}"
+        await pilot.press(*["pageup"] * 3)
+        await pilot.pause()
+        assert app.picker.highlighted_id == "s0000"
+        assert screen_lines(app.picker)[1].startswith(" goal number 0 ")
+
+
+async def test_home_and_end_in_the_table_reach_the_first_and_last_rows_listed() -> None:
+    app = PickerHost(make_picker(numbered_rows(300)))
+    async with app.run_test(size=(120, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("tab", "end")
+        await pilot.pause()
+        assert app.picker.highlighted_id == "s0099"
+        lines = screen_lines(app.picker)
+        assert lines[0].split() == ["title", "workspace", "model", "updated", "status", "events"]
+        assert lines[-1].startswith(" goal number 99 ")
+        await pilot.press("home", "down", "enter")
+        await pilot.pause()
+    assert app.results == ["s0001"]
+
+
+async def test_a_click_highlights_a_row_and_a_click_on_the_highlighted_row_opens_it() -> None:
+    app = PickerHost(make_picker())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.picker.query_one(SessionTable)
+        await pilot.click(table, offset=(5, 0))  # the heading: nothing happens
+        await pilot.click(table, offset=(5, 3))
+        await pilot.pause()
+        assert app.picker.highlighted_id == "g7h8i9"
+        assert app.results == []
+        await pilot.click(table, offset=(5, 20))  # below the last row: nothing happens
+        await pilot.click(table, offset=(5, 3))
+        await pilot.pause()
+    assert app.results == ["g7h8i9"]
+
+
+async def test_a_filter_that_reaches_a_wider_cell_widens_its_column() -> None:
+    rows = numbered_rows(150)
+    rows[120] = Row("wide01", "the wide one", workspace="/srv/x", model="m", status="interrupted")
+    app = PickerHost(make_picker(rows))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "interrupted" not in "\n".join(screen_lines(app.picker))
+        await pilot.press(*"wide")
+        await pilot.pause()
+        assert table_text(app.picker) == ["the wide one | /srv/x | m | 2 min ago | ! interrupted | 10"]
