@@ -32,19 +32,29 @@ def rule_matches(rule: CommandRule, command: str) -> bool:
     return any(rule.matches(normalized_argv(part.argv)) for part in parse_command(command).parts)
 
 
+# libyaml's parser when PyYAML has it (its wheels do): policies load ~5x faster, with the same line marks.
+# A file it refuses is parsed again by the pure-Python parser, whose messages the error report uses.
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class _File:
     """One policy file being read: its YAML nodes, and the problems found, each as `file:line: problem`."""
 
     def __init__(self, name: str, problems: list[str]) -> None:
         self.name = name
         self.problems = problems
-        self.loader: yaml.SafeLoader | None = None
+        self.loader: yaml.SafeLoader | yaml.CSafeLoader | None = None
 
     def problem(self, node: yaml.Node | None, message: str) -> None:
         line = node.start_mark.line + 1 if node is not None else 1
         self.problems.append(f"{self.name}:{line}: {message}")
 
     def compose(self, text: str) -> yaml.Node | None:
+        try:
+            self.loader = _SafeLoader(text)
+            return self.loader.get_single_node()
+        except yaml.YAMLError:
+            pass  # a broken file: PyYAML's own parser words the problem and its line better than libyaml's
         try:
             self.loader = yaml.SafeLoader(text)
             return self.loader.get_single_node()
