@@ -10,10 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static, Tab, Tabs
+from textual.widgets import Static, Tab, Tabs
 
 from tui.widgets.diff_view import DiffView
 from tui.widgets.error_banner import ErrorBanner
+from tui.widgets.key_footer import KeyFooter
 from tui.widgets.plan_pane import PlanPane
 from tui.widgets.prompt_input import PromptInput
 from tui.widgets.status_bar import StatusBar
@@ -60,11 +61,14 @@ class MainScreen(Screen[None]):
                 yield DiffView(id="diff")
         yield PromptInput(id="prompt")
         yield StatusBar(**self._labels, clock=self._clock, id="status")
-        yield Footer()
+        yield KeyFooter()
         yield Static(f"terminal too small: need at least {MIN_WIDTH}x{MIN_HEIGHT}", id="too-small")
 
     def on_mount(self) -> None:
         self.add_class("-show-transcript")
+
+    def on_screen_resume(self) -> None:
+        self.query_one(KeyFooter).screen_resumed()
 
     @property
     def transcript(self) -> Transcript:
