@@ -68,7 +68,8 @@ class MainScreen(Screen[None]):
         self.add_class("-show-transcript")
 
     def on_screen_resume(self) -> None:
-        self.query_one(KeyFooter).screen_resumed()
+        for footer in self.query(KeyFooter):  # a screen resumed before it composed has none yet
+            footer.screen_resumed()
 
     @property
     def transcript(self) -> Transcript:
