@@ -205,6 +205,10 @@ async def test_long_session_replay_keeps_the_transcript_bounded() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await started(app, pilot)
         transcript = app.main_screen.transcript
+        for _ in range(100):  # older replayed messages are mounted in batches after the first paint
+            if not transcript.backfilling:
+                break
+            await pilot.pause(0.02)
         assert len(transcript.query(".user-message")) == REPLAY_MESSAGES
         assert transcript.pruned == 10_000 - REPLAY_MESSAGES
         assert f"{10_000 - REPLAY_MESSAGES} earlier messages" in str(
