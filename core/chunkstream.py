@@ -57,12 +57,19 @@ def _only_choice(chunk: dict[str, Any]) -> dict[str, Any] | None:
     return choice
 
 
-def _argument_piece(delta: dict[str, Any]) -> tuple[int, str] | None:
-    """(tool call index, arguments) when `delta` only continues one tool call's arguments."""
+def _only_call(delta: dict[str, Any]) -> dict[str, Any] | None:
+    """The delta's one tool call, if it has exactly one."""
     calls = delta.get("tool_calls")
     if not isinstance(calls, list) or len(calls) != 1 or not isinstance(calls[0], dict):
         return None
-    call = calls[0]
+    return calls[0]
+
+
+def _argument_piece(delta: dict[str, Any]) -> tuple[int, str] | None:
+    """(tool call index, arguments) when `delta` only continues one tool call's arguments."""
+    call = _only_call(delta)
+    if call is None:
+        return None
     function = call.get("function")
     if _set_fields(call) - {"index", "function"} or not isinstance(function, dict):
         return None
@@ -93,12 +100,11 @@ def try_merge(into: dict[str, Any], chunk: dict[str, Any]) -> bool:
         before[field] += after[field]
         return True
     if after_fields == {"tool_calls"}:
-        tail = _argument_piece(after)
-        calls = before["tool_calls"]
-        if tail is None or not isinstance(calls, list) or len(calls) != 1 or not isinstance(calls[0], dict):
+        tail, start = _argument_piece(after), _only_call(before)
+        if tail is None or start is None:
             return False
-        function = calls[0].get("function")
-        if calls[0].get("index") != tail[0] or not isinstance(function, dict):
+        function = start.get("function")
+        if start.get("index") != tail[0] or not isinstance(function, dict):
             return False
         if not isinstance(function.get("arguments") or "", str):
             return False

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from core.config import Settings
     from core.engine import Engine
+    from core.session_log import SessionStore
     from tui.app import DevAgentApp
 
 EngineFactory = Callable[[], Awaitable["Engine"]]
@@ -95,6 +96,15 @@ def _after_settings(load: Callable[[], Settings], build: Callable[[Settings], En
     return start_engine
 
 
+def _session_to_reopen(store: SessionStore, settings: Settings, session_id: str | None, *,
+                       latest: bool) -> str | None:
+    """The session named, or with --continue the workspace's most recent one; None means a new session."""
+    if session_id is None and latest:
+        summary = store.latest(settings.workspace)
+        return summary.id if summary else None
+    return session_id
+
+
 def _make_engine_factory(settings: Settings, *, session_id: str | None = None,
                          latest: bool = False) -> EngineFactory:
     """A coroutine factory that opens (or creates) the session and starts its engine; core is imported inside.
@@ -116,9 +126,7 @@ def _make_engine_factory(settings: Settings, *, session_id: str | None = None,
         Engine, SessionStore = engine_module.Engine, log_module.SessionStore
 
         store = SessionStore(settings.state_dir)
-        if chosen is None and latest:
-            summary = store.latest(settings.workspace)
-            chosen = summary.id if summary else None
+        chosen = _session_to_reopen(store, settings, chosen, latest=latest)
         if chosen is None:
             session = store.create(workspace=settings.workspace, model=settings.model, base_url=settings.base_url,
                                    approval_mode=settings.approval, client="tui")
@@ -151,10 +159,7 @@ def _history_provider(settings: Callable[[], Settings], *, session_id: str | Non
 
         loaded = settings()
         store = SessionStore(loaded.state_dir)
-        chosen = session_id
-        if chosen is None and latest:
-            summary = store.latest(loaded.workspace)
-            chosen = summary.id if summary else None
+        chosen = _session_to_reopen(store, loaded, session_id, latest=latest)
         return store.open(chosen).read_events() if chosen else []
 
     return read

@@ -187,9 +187,7 @@ class DevAgentApp(App[None]):
         self._shown_seq = None
         self._engine_factory = engine_factory
         self._history_provider = history_provider
-        self._start_engine()
-        if history_provider is not None:
-            self._preview_history()
+        self._start_session()
 
     def set_approval_mode(self, mode: str) -> None:
         """Change the approval mode for the following tool calls."""
@@ -219,13 +217,17 @@ class DevAgentApp(App[None]):
     def on_ready(self) -> None:
         """The first frame is on screen: now it is time to import and start the engine."""
         if self._engine_factory is not None:
-            self._start_engine()
-            if self._history_provider is not None:
-                self._preview_history()
+            self._start_session()
         else:
             self._main.status.set_connection("no session open: ctrl+r picks one")
         if self._open_session_picker:
             self.action_open_sessions()
+
+    def _start_session(self) -> None:
+        """Start the engine; with a history provider, show the recorded events while it starts."""
+        self._start_engine()
+        if self._history_provider is not None:
+            self._preview_history()
 
     @work(exclusive=True, group="engine", exit_on_error=False)
     async def _start_engine(self) -> None:

@@ -256,11 +256,7 @@ class Transcript(VerticalScroll):
             return
         batch, self._backfill = self._backfill[-REPLAY_BATCH:], self._backfill[:-REPLAY_BATCH]
         oldest = next((child for child in self.children if child.id != "pruned-note"), None)
-        widgets = [factory() for factory in batch]
-        if oldest is None:
-            self.mount_all(widgets)
-        else:
-            self.mount_all(widgets, before=oldest)
+        self.mount_all([factory() for factory in batch], before=oldest)  # None: at the end
         if self._backfill:
             self.call_after_refresh(self._mount_older)
 
@@ -347,15 +343,14 @@ class Transcript(VerticalScroll):
         stream.last_flush = time.monotonic()
         source = stream.segment + "".join(stream.pending)
         stream.pending = []
-        if len(source) > SEGMENT_CHARS:
-            pieces, source = split_pieces(source, SEGMENT_CHARS)
-            if pieces:
-                frozen = [_answer(piece) for piece in pieces]
-                stream.frozen.extend(frozen)
-                if stream.widget.parent is self:
-                    await self.mount_all(frozen, before=stream.widget)
-                if stream.done:
-                    return
+        pieces, source = split_pieces(source, SEGMENT_CHARS)
+        if pieces:
+            frozen = [_answer(piece) for piece in pieces]
+            stream.frozen.extend(frozen)
+            if stream.widget.parent is self:
+                await self.mount_all(frozen, before=stream.widget)
+            if stream.done:
+                return
         stream.segment = source
         stream.widget.show(source)
 
