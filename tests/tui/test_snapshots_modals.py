@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input
 
 from core.events import ApprovalRequested
 from tests.tui.test_approval_screen import ApprovalHost, command_request
@@ -61,6 +63,22 @@ SNAPSHOT_DIFF = "\n".join(
 )
 
 
+async def steady_cursors(pilot: Pilot[None], *keys: str) -> None:
+    """Press `keys`, then stop every input's cursor blinking (it stays lit).
+
+    A blinking cursor is lit or not depending on when the screenshot is taken: on a loaded machine the
+    snapshot came out without it (CI failed on the picker's filter box).
+    """
+    await pilot.press(*keys)
+    for box in pilot.app.screen.query(Input):
+        box.cursor_blink = False
+    await pilot.pause()
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    await steady_cursors(pilot)
+
+
 def write_request() -> ApprovalRequested:
     return ApprovalRequested(
         call_id="call-1",
@@ -84,27 +102,31 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def test_write_approval_120x40(snap_compare: SnapCompare) -> None:
     app = ApprovalHost(ApprovalScreen(write_request(), queued=2, rule_text="writes to src/**"))
-    assert snap_compare(app, terminal_size=(120, 40))
+    assert snap_compare(app, terminal_size=(120, 40), run_before=settle)
 
 
 def test_write_approval_80x24(snap_compare: SnapCompare) -> None:
     app = ApprovalHost(ApprovalScreen(write_request(), queued=1, rule_text="writes to src/**"))
-    assert snap_compare(app, terminal_size=(80, 24))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settle)
+
+
+async def type_reason(pilot: Pilot[None]) -> None:
+    await steady_cursors(pilot, "n", *"use pathlib")
 
 
 def test_write_approval_reason_open_80x24(snap_compare: SnapCompare) -> None:
     app = ApprovalHost(ApprovalScreen(write_request(), rule_text="writes to src/**"))
-    assert snap_compare(app, terminal_size=(80, 24), press=["n", *"use pathlib"])
+    assert snap_compare(app, terminal_size=(80, 24), run_before=type_reason)
 
 
 def test_command_approval_120x40(snap_compare: SnapCompare) -> None:
     app = ApprovalHost(ApprovalScreen(command_request(), queued=0, rule_text="commands starting with 'npm test'"))
-    assert snap_compare(app, terminal_size=(120, 40))
+    assert snap_compare(app, terminal_size=(120, 40), run_before=settle)
 
 
 def test_session_picker_120x40(snap_compare: SnapCompare, utc: Any) -> None:
-    assert snap_compare(PickerHost(make_picker()), terminal_size=(120, 40))
+    assert snap_compare(PickerHost(make_picker()), terminal_size=(120, 40), run_before=settle)
 
 
 def test_session_picker_80x24_leaves_out_the_model(snap_compare: SnapCompare, utc: Any) -> None:
-    assert snap_compare(PickerHost(make_picker()), terminal_size=(80, 24))
+    assert snap_compare(PickerHost(make_picker()), terminal_size=(80, 24), run_before=settle)
