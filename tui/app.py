@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sys
+import termios
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -273,8 +274,9 @@ class DevAgentApp(App[None]):
         def on_sighup() -> None:
             stdin = sys.__stdin__
             try:
-                os.tcgetpgrp(stdin.fileno() if stdin is not None else 0)
-            except OSError:  # the terminal hung up
+                # Not tcgetpgrp: a warm-started app's terminal is not its controlling terminal (tui/warm.py).
+                termios.tcgetattr(stdin.fileno() if stdin is not None else 0)
+            except (termios.error, OSError):  # the terminal hung up
                 # Textual's writer thread can block forever on a dead terminal while shutting down: every event
                 # is already fsynced and the session lock dies with the process, so a watchdog ends it for sure.
                 watchdog = threading.Timer(HANGUP_GRACE_S, os._exit, args=(0,))
