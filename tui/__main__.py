@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="open this session (id or unique prefix); without an id, pick one")
     resume.add_argument("--continue", dest="continue_", action="store_true",
                         help="open the most recently updated session of this workspace")
+    parser.add_argument("--warm-server", action="store_true",
+                        help="preload the app and the SDK, then start each agent-tui from them in a fraction of "
+                             "the time (the container runs this; see README 'Warm start')")
     return parser
 
 
@@ -207,6 +210,26 @@ def build_app(args: argparse.Namespace, settings: SettingsLoader) -> DevAgentApp
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    _color_environment(os.environ)
+    if args.warm_server:
+        from tui.warm import serve
+
+        if argv != ["--warm-server"]:
+            build_parser().error("--warm-server takes no other argument (each agent-tui brings its own)")
+        return serve(run_app)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print(NO_TTY_MESSAGE, file=sys.stderr)
+        return 2
+    from tui.warm import run_client
+
+    code = run_client(argv, os.environ)
+    return run_app(argv) if code is None else code
+
+
+def run_app(argv: Sequence[str]) -> int:
+    """The app in this process (a cold start, or a child of the warm server)."""
     args = build_parser().parse_args(argv)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print(NO_TTY_MESSAGE, file=sys.stderr)

@@ -104,6 +104,7 @@ def agent_env(base_url: str, workspace: Path, state_dir: Path) -> dict[str, str]
         "AGENT_TOOLS_DIR": str(state_dir / "tools"),
         "PYTHONPATH": str(REPO),
         "TERM": "xterm-256color",
+        "AGENT_TUI_WARM": "off",  # cold unless a benchmark starts its own warm server
     })
     return env
 

@@ -31,6 +31,9 @@ def agent_env(model_server: ScriptedModelServer, workspace: Path, state_dir: Pat
         "AGENT_TOOLS_DIR": str(state_dir / "tools"),
         "PYTHONPATH": str(REPO),
         "OPENAI_AGENTS_DISABLE_TRACING": "0",
+        # A warm server someone runs on this machine must not serve the tests' agent-tui (test_warm_start.py
+        # starts its own).
+        "AGENT_TUI_WARM": "off",
     })
     return env
 
