@@ -108,5 +108,7 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=15s --retries=3 \
     CMD ["agent", "doctor", "--quick"]
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
-# Nothing to serve: the container idles so that `docker exec -it dev-agent agent-tui` has somewhere to run.
-CMD ["sleep", "infinity"]
+# The warm server: it imports the app and the SDK once, then each `docker exec -it dev-agent agent-tui` starts
+# from it in a fraction of a cold start (README "Warm start"). If it cannot serve it says why and idles, so the
+# container stays up and agent-tui starts cold.
+CMD ["agent-tui", "--warm-server"]

@@ -111,29 +111,33 @@ def test_healthcheck_fails_when_the_state_volume_is_unusable(container: Containe
 # --------------------------------------------------------------------------------------- ENTRYPOINT and CMD
 
 
-def test_entrypoint_is_tini_and_the_command_idles() -> None:
+def test_entrypoint_is_tini_and_the_command_is_the_warm_server() -> None:
     final = load().final
     assert exec_form(final.last("ENTRYPOINT").args) == ["/usr/bin/tini", "--"]
-    assert exec_form(final.last("CMD").args) == ["sleep", "infinity"]
+    assert exec_form(final.last("CMD").args) == ["agent-tui", "--warm-server"]
 
 
 @pytest.mark.skipif(shutil.which("tini") is None, reason="tini is not installed here (apt-get install tini)")
-def test_tini_keeps_the_container_up_and_stops_on_sigterm(container: Container) -> None:
+def test_tini_keeps_the_warm_server_up_and_stops_on_sigterm(container: Container, tmp_path: Path) -> None:
     """`docker stop` sends SIGTERM to PID 1: with tini it ends at once instead of after the 10 s kill timeout."""
     final = load().final
     entrypoint = exec_form(final.last("ENTRYPOINT").args)
     assert shutil.which("tini") == entrypoint[0], "Debian's tini package installs /usr/bin/tini"
-    proc = subprocess.Popen([*entrypoint, *exec_form(final.last("CMD").args)], env=container.env,
-                            cwd=container.workdir)
+    command = exec_form(final.last("CMD").args)
+    socket_file = tmp_path / "run" / "agent-tui.sock"
+    log = tmp_path / "server.log"
+    with log.open("w") as output:
+        proc = subprocess.Popen([*entrypoint, container.which(command[0]), *command[1:]],
+                                env={**container.env, "AGENT_TUI_SOCKET": str(socket_file)},
+                                cwd=container.workdir, stderr=output)
     try:
-        # tini installs its signal handling before it forks: once the child exists, SIGTERM is forwarded
-        # (before that, the default action would simply kill tini and prove nothing).
-        assert _poll(lambda: bool(_children(proc.pid)), EXIT_TIMEOUT_S), "tini started no child"
-        assert proc.poll() is None
-        (sleeper,) = _children(proc.pid)
+        assert _poll(lambda: "ready on" in log.read_text(), 120), f"the warm server never got ready: {log.read_text()}"
+        (server,) = _children(proc.pid)
+        assert socket_file.is_socket()
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=EXIT_TIMEOUT_S) == 128 + signal.SIGTERM
-        assert not Path(f"/proc/{sleeper}").exists(), "tini exited but left its child running"
+        assert proc.wait(timeout=EXIT_TIMEOUT_S) == 0
+        assert not Path(f"/proc/{server}").exists(), "tini exited but left its child running"
+        assert not socket_file.exists(), "the server left its socket behind"
     finally:
         for child in _children(proc.pid):
             os.kill(child, signal.SIGKILL)
