@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks import engine_overhead, resume, startup, streaming
+from tests.benchmarks import engine_overhead, resume, startup, streaming, warm
 from tests.benchmarks.common import Figure, load_average
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -21,6 +21,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # name -> (runner, full runs, quick runs)
 BENCHMARKS: dict[str, tuple[Callable[[int, Path], list[Figure]], int, int]] = {
     "cold_start": (startup.cold_start, 7, 3),
+    "warm_start": (warm.warm_start, 7, 3),
     "cli": (startup.cli_wall_times, 7, 3),
     "streaming": (streaming.streaming_tmux, 3, 1),
     "streaming_headless": (streaming.streaming_headless, 3, 1),

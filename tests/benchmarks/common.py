@@ -242,3 +242,19 @@ MODEL_ID = "scripted-model"
 def connected(screen: str) -> bool:
     """The engine started: the session's first event put the endpoint's model id in the status bar."""
     return MODEL_ID in screen and "connecting" not in screen
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size: pages shared with other processes (a warm app and its server) count by share."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no Pss for process {pid}")
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of a process (every thread's), from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found

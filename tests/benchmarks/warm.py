@@ -1,0 +1,127 @@
+"""Warm-start figures: `agent-tui` started from `agent-tui --warm-server` (the container's command) in tmux."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.benchmarks.common import (
+    VENV_BIN,
+    Figure,
+    ModelServerProcess,
+    Tmux,
+    agent_env,
+    children,
+    connected,
+    cpu_seconds,
+    input_box,
+    load_average,
+    pss_mb,
+    rss_mb,
+    shows_app,
+    stop_tui,
+    tmux_server,
+    wait_until,
+)
+
+SIZES = ((80, 24), (120, 40))
+TYPED = "z"
+
+
+@contextmanager
+def warm_server(env: dict[str, str], tmp: Path) -> Iterator[subprocess.Popen[str]]:
+    log = tmp / "warm-server.log"
+    with log.open("w") as output:
+        server = subprocess.Popen([str(VENV_BIN / "agent-tui"), "--warm-server"], env=env, stderr=output, text=True)
+    try:
+        wait_until(lambda: "ready on" in log.read_text(), 120, "the warm server to be ready", 0.05)
+        yield server
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _app(server: int) -> int:
+    """The app the server forked; none means the client started cold (the server log says why)."""
+    apps = children(server)
+    if len(apps) != 1:
+        raise RuntimeError(f"expected one warm-started app, found {len(apps)}: see the warm server's log "
+                           "(code edited while it ran makes it restart, and clients start cold meanwhile)")
+    return apps[0]
+
+
+def _dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _one_warm_start(tmux: Tmux, server: int, env: dict[str, str], size: tuple[int, int]
+                    ) -> tuple[float, float, float, float]:
+    """Spawn -> first frame, -> a typed key shows, -> engine connected; CPU-s of the app at its first frame."""
+    name, spawned = tmux.spawn([str(VENV_BIN / "agent-tui")], env, size)
+    client = tmux.pid(name)
+    try:
+        wait_until(lambda: shows_app(tmux.capture(name)), 20, "the first frame")
+        first_frame = time.perf_counter() - spawned
+        cpu = cpu_seconds(_app(server))
+        tmux.send_text(name, TYPED)
+        wait_until(lambda: TYPED in input_box(tmux.capture(name)), 20, "the typed character")
+        interactive = time.perf_counter() - spawned
+        wait_until(lambda: connected(tmux.capture(name)), 20, "the engine to start")
+        engine = time.perf_counter() - spawned
+    finally:
+        stop_tui(tmux, name, client)
+        wait_until(lambda: not children(server), 10, "the app to end")
+    return first_frame, interactive, engine, cpu
+
+
+def warm_start(runs: int, tmp: Path) -> list[Figure]:
+    figures: list[Figure] = []
+    with ModelServerProcess([], tmp) as model, tmux_server() as tmux:
+        env = agent_env(model.url, _dir(tmp / "ws"), _dir(tmp / "state-warm"))
+        env.update(AGENT_TUI_WARM="on", AGENT_TUI_SOCKET=str(_dir(tmp / "run") / "agent-tui.sock"))
+        with warm_server(env, tmp) as server:
+            for size in SIZES:
+                _one_warm_start(tmux, server.pid, env, size)  # warm-up, as for the cold start
+                readings = []
+                loads: list[float] = []
+                for _ in range(runs):
+                    loads.append(load_average())
+                    readings.append(_one_warm_start(tmux, server.pid, env, size))
+                first, ready, engine, cpu = (list(column) for column in zip(*readings, strict=True))
+                label = f"{size[0]}x{size[1]}"
+                note = "agent-tui --warm-server running; tmux spawn of agent-tui -> "
+                figures += [
+                    Figure(f"warm start -> first frame ({label})", "s", first, loads, 0.35, note=note + "app text"),
+                    Figure(f"warm start -> interactive ({label})", "s", ready, loads, 1.0,
+                           note=note + "a key sent at first frame shows in the input box"),
+                    Figure(f"warm start -> engine connected ({label})", "s", engine, loads,
+                           note=note + "the endpoint's model id in the status bar"),
+                    Figure(f"warm start: CPU-s of the app at its first frame ({label})", "s", cpu, loads,
+                           note="the forked app's utime+stime"),
+                ]
+            figures += _idle_memory(tmux, server.pid, env)
+    return figures
+
+
+def _idle_memory(tmux: Tmux, server: int, env: dict[str, str], settle_s: float = 10.0) -> list[Figure]:
+    name, _spawned = tmux.spawn([str(VENV_BIN / "agent-tui")], env, (120, 40))
+    client = tmux.pid(name)
+    try:
+        wait_until(lambda: connected(tmux.capture(name)), 20, "the engine to start")
+        time.sleep(settle_s)
+        app = _app(server)
+        loads = [load_average()]
+        rss, pss, server_rss, client_rss = rss_mb(app), pss_mb(app), rss_mb(server), rss_mb(client)
+    finally:
+        stop_tui(tmux, name, client)
+    note = f"{settle_s:.0f} s after the engine started, 120x40"
+    return [
+        Figure("warm app idle RSS (pages shared with the server included)", "MB", [rss], loads, 120, note=note),
+        Figure("warm app idle PSS (shared pages counted by share)", "MB", [pss], loads, note=note),
+        Figure("warm server RSS (one for all apps)", "MB", [server_rss], loads, note=note),
+        Figure("warm client RSS (the agent-tui in the terminal)", "MB", [client_rss], loads, note=note),
+    ]
