@@ -16,13 +16,13 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from git import Git
-from git.exc import GitCommandError
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.errors import AgentError
 from core.session_log import SessionStore
+
+if TYPE_CHECKING:
+    from git import Git
 
 # Files above this size are never snapshotted: a model's build artefact or dataset would bloat the
 # store on every checkpoint. Undo leaves such files alone (it never deletes or overwrites them).
@@ -172,8 +172,10 @@ class CheckpointStore:
         self._excluded: list[str] = []
         if state.is_relative_to(self.workspace):
             self._excluded.append(state.relative_to(self.workspace).as_posix())
-        self._git = Git(self.workspace)
-        self._git.update_environment(**self._environment())
+        # GitPython (~2.5 MB) loads, and the repository is created, with the first git command: an engine
+        # that never writes never needs them.
+        self._git: Git | None = None
+        self._repo_ready = False
         try:
             (self.shadow_dir / "stacks").mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -182,7 +184,6 @@ class CheckpointStore:
                 hint="make AGENT_STATE_DIR writable",
             ) from err
         with self._locked():
-            self._ensure_repo()
             self._collect_garbage_if_due()
 
     # ------------------------------------------------------------------ public API
@@ -322,9 +323,34 @@ class CheckpointStore:
             "GIT_COMMITTER_EMAIL": _IDENTITY["email"],
         }
 
+    def _command(self) -> Git:
+        """GitPython bound to the shadow repository, which is created first if it does not exist yet."""
+        if self._git is None:
+            try:
+                from git import Git
+            except ImportError as err:  # GitPython refuses to import when it finds no git executable
+                raise CheckpointError(
+                    f"checkpoints need git, which cannot be run here: {err}",
+                    hint="install git, or point GIT_PYTHON_GIT_EXECUTABLE at it",
+                ) from err
+            git = Git(self.workspace)
+            git.update_environment(**self._environment())
+            self._git = git
+        if not self._repo_ready:
+            self._repo_ready = True  # first: creating the repository runs git commands itself
+            try:
+                self._ensure_repo()
+            except BaseException:
+                self._repo_ready = False
+                raise
+        return self._git
+
     def _run(self, command: str, *args: str, **options: Any) -> Any:
+        git = self._command()
+        from git.exc import GitCommandError  # loaded by _command
+
         try:
-            return getattr(self._git, command)(*args, **options)
+            return getattr(git, command)(*args, **options)
         except GitCommandError as err:
             stderr = (err.stderr or "").strip().removeprefix("stderr:").strip(" '\n")
             raise CheckpointError(
@@ -667,6 +693,8 @@ class CheckpointStore:
             request.write("".join(f"{change.new_sha}\n" for change in changes).encode())
             request.seek(0)
             process = self._run("cat_file", "--batch", istream=request, as_process=True)
+            from git.exc import GitCommandError  # loaded by _run
+
             try:
                 for change in changes:
                     header = process.stdout.readline().split()

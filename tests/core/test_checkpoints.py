@@ -6,6 +6,7 @@ import hashlib
 import os
 import stat
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -500,3 +501,24 @@ def test_corrupt_history_file_names_the_fix(store: CheckpointStore) -> None:
     with pytest.raises(CheckpointError, match="unreadable") as error:
         store.undo()
     assert str(history_file) in error.value.hint
+
+
+def test_the_shadow_repository_is_created_by_the_first_snapshot(state_dir: Path, workspace: Path) -> None:
+    store = CheckpointStore(state_dir, workspace)
+    assert not (store.shadow_dir / "ready").exists()
+    assert store.history() == [] and not store.can_undo
+    write(workspace / "a.txt", "1")
+    store.snapshot("edit")
+    write(workspace / "a.txt", "2")
+    store.record_after()
+
+    assert (store.shadow_dir / "ready").exists()
+    store.undo()
+    assert (workspace / "a.txt").read_text() == "1"
+
+
+def test_a_missing_git_is_a_checkpoint_error(store: CheckpointStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "git", None)  # what importing GitPython without git raises
+    with pytest.raises(CheckpointError, match="need git") as error:
+        store.snapshot("x")
+    assert "install git" in error.value.hint
