@@ -30,6 +30,7 @@ from core.chunkstream import CoalescingChunkStream
 from core.config import Settings
 from core.errors import STATE_DIR_HINT, EndpointError
 from core.textcalls import recover_tool_calls
+from core.tls import plain_http_context
 
 YIELD_EVERY_S = 0.005
 
@@ -70,11 +71,16 @@ def server_root(base_url: str) -> str:
 def build_client(settings: Settings) -> AsyncOpenAI:
     # Short connect timeout: an unreachable endpoint must fail fast with a hint. Long read timeout: a local
     # model may JIT-load and prefill slowly on CPU. One retry only: a retried long prompt is paid twice.
+    timeout = openai.Timeout(settings.request_timeout_s, connect=5.0)
+    context = plain_http_context(settings.base_url)
     return AsyncOpenAI(
         base_url=settings.base_url,
         api_key=settings.api_key.get_secret_value(),
-        timeout=openai.Timeout(settings.request_timeout_s, connect=5.0),
+        timeout=timeout,
         max_retries=1,
+        # The client openai builds by default, with CA certificates read only if TLS is ever used.
+        http_client=None if context is None else openai.DefaultAsyncHttpxClient(
+            base_url=settings.base_url, timeout=timeout, verify=context),
     )
 
 
@@ -297,7 +303,7 @@ async def discover(settings: Settings, *, timeout_s: float = 5.0) -> EndpointInf
     root = server_root(settings.base_url)
     started = time.perf_counter()
     async with httpx2.AsyncClient(timeout=httpx2.Timeout(timeout_s, connect=min(timeout_s, 3.0)),
-                                  headers=headers) as http:
+                                  headers=headers, verify=plain_http_context(settings.base_url) or True) as http:
         try:
             resp = await http.get(f"{settings.base_url}/models")
         except (httpx2.HTTPError, OSError) as exc:
