@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from agents import TracingProcessor, set_trace_processors
+from agents.tracing import set_trace_provider, setup
+from agents.tracing.provider import DefaultTraceProvider
 
 _installed: Path | None = None
 
@@ -51,10 +53,18 @@ class JsonlTraceProcessor(TracingProcessor):
 
 
 def install_local_tracing(state_dir: Path) -> None:
-    """Install once per process; `set_trace_processors` replaces the default exporter (no upload)."""
+    """Install once per process; our processor replaces the default exporter (no upload)."""
     global _installed
     target = state_dir / "traces"
     if _installed == target:
         return
-    set_trace_processors([JsonlTraceProcessor(target)])
+    processor = JsonlTraceProcessor(target)
+    if setup.GLOBAL_TRACE_PROVIDER is None:
+        # The SDK's first provider comes with its uploader, an HTTPS client (CA bundle loaded, ~0.8 MB) that
+        # set_trace_processors would drop from the provider but the SDK would keep: install a provider without it.
+        provider = DefaultTraceProvider()
+        provider.set_processors([processor])
+        set_trace_provider(provider)
+    else:
+        set_trace_processors([processor])
     _installed = target
