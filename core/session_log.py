@@ -29,10 +29,12 @@ from core.events import (
     Event,
     FileChanged,
     PlanUpdated,
+    ReasoningDelta,
     ReviewFinished,
     RunFinished,
     RunStarted,
     SessionStatus,
+    ToolCallDelta,
     ToolCallFinished,
     ToolCallRequested,
     UserMessage,
@@ -49,6 +51,11 @@ TORN_FILE = "events.jsonl.torn"
 # meta.json costs a second fsync (plus a directory fsync), so ordinary events only refresh it this often.
 META_EVERY_EVENTS = 50
 META_EVERY_SECONDS = 2.0
+# Streamed fragments are written (so a killed process loses none) but fsynced at most this often: an fsync
+# takes 0.1 ms on an idle disk and tens of ms on a busy one, on the event loop that also reads the keys. Any
+# other event's fsync makes every fragment before it durable too, and the whole message follows them anyway.
+DELTA_SYNC_SECONDS = 0.5
+DELTA_EVENTS = (AssistantDelta, ReasoningDelta, ToolCallDelta)
 TITLE_MAX = 80
 
 _FINISHED: dict[str, SessionStatus] = {
@@ -128,7 +135,8 @@ class SessionSummary:
 
 
 class SessionLog:
-    """One session directory. Appends are fsynced before they return; one live process may write it at a time."""
+    """One session directory. Appends are written, and fsynced (a streamed fragment: within DELTA_SYNC_SECONDS),
+    before they return; one live process may write it at a time."""
 
     def __init__(self, directory: Path, meta: SessionMeta, *, meta_on_disk: bool = True) -> None:
         self.id = directory.name
@@ -141,6 +149,8 @@ class SessionLog:
         self._lock_fd: int | None = None
         self._unsaved = 0
         self._meta_written_at = time.monotonic()
+        self._synced_at = 0.0
+        self._unsynced = False
 
     def __enter__(self) -> SessionLog:
         return self
@@ -163,7 +173,12 @@ class SessionLog:
     # ------------------------------------------------------------------ events
 
     def append(self, event: Event) -> Event:
-        """Record ``event`` with the next seq and the current time; it is on disk when this returns."""
+        """Record ``event`` with the next seq and the current time; it is on disk when this returns.
+
+        On disk means written to the log: a killed process loses nothing. A streamed fragment may wait up to
+        DELTA_SYNC_SECONDS for its fsync (the next other event, or close(), does it at once), so a power cut
+        can lose the last half second of a message still streaming; every other event is fsynced first.
+        """
         with self._mutex:
             if self._fd is None:
                 self._open_for_append()
@@ -172,7 +187,12 @@ class SessionLog:
             data = (recorded.to_json() + "\n").encode("utf-8")
             try:
                 _write_all(self._fd, data)
-                os.fsync(self._fd)
+                now = time.monotonic()
+                if isinstance(event, DELTA_EVENTS) and now - self._synced_at < DELTA_SYNC_SECONDS:
+                    self._unsynced = True
+                else:
+                    os.fsync(self._fd)
+                    self._synced_at, self._unsynced = now, False
             except OSError as exc:
                 # Cut a partial line now: the next append must not land behind half an event.
                 with contextlib.suppress(OSError):
@@ -249,6 +269,10 @@ class SessionLog:
         """Write meta if it lags the log, and let other processes open the session."""
         with self._mutex:
             if self._fd is not None:
+                if self._unsynced:
+                    with contextlib.suppress(OSError):
+                        os.fsync(self._fd)
+                    self._unsynced = False
                 if self._unsaved:
                     self._write_meta()
                 os.close(self._fd)
@@ -280,6 +304,9 @@ class SessionLog:
         self._size = size
 
     def _write_meta(self) -> None:
+        if self._unsynced and self._fd is not None:  # meta never counts events the log could still lose
+            os.fsync(self._fd)
+            self._synced_at, self._unsynced = time.monotonic(), False
         _atomic_write(self.dir / META_FILE, self._meta.model_dump_json(indent=2))
         self._unsaved = 0
         self._meta_stale = False

@@ -22,6 +22,7 @@ from core.events import (
     AssistantMessage,
     ErrorEvent,
     Event,
+    Notice,
     PlanStep,
     PlanUpdated,
     RunFinished,
@@ -134,12 +135,63 @@ def test_append_fsyncs_the_log_before_returning(store: SessionStore, workspace: 
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", counting_fsync)
-    log.append(AssistantDelta(message_id="m", text="ordinary event: the log only"))
+    log.append(Notice(message="ordinary event: the log only"))
     assert synced == ["events.jsonl"]
     synced.clear()
     log.append(RunStarted(run_id="r", goal="g"))  # status change: meta follows at once
     assert synced[0] == "events.jsonl" and "meta.json" not in synced  # meta is fsynced as its temp file
     assert any(name.startswith(".meta.json.") for name in synced)
+    log.close()
+
+
+def test_streamed_fragments_are_written_at_once_and_fsynced_at_most_every_delta_sync_seconds(
+        store: SessionStore, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = new_session(store, workspace)
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    monkeypatch.setattr(session_log_module, "DELTA_SYNC_SECONDS", 3600.0)
+    log.append(Notice(message="synced"))
+    synced.clear()
+    for n in range(20):
+        log.append(AssistantDelta(message_id="m", text=f"fragment {n} "))
+    assert synced == [], "fragments soon after an fsync wait for the next"
+    # Written all the same: another process (a resume after a kill) reads every one of them.
+    assert sum(isinstance(e, AssistantDelta) for e in store.open(log.id).read_events()) == 20
+    monkeypatch.setattr(session_log_module, "DELTA_SYNC_SECONDS", 0.0)
+    log.append(AssistantDelta(message_id="m", text="late fragment"))
+    assert len(synced) == 1, "a fragment DELTA_SYNC_SECONDS after the last fsync is fsynced"
+    monkeypatch.setattr(session_log_module, "DELTA_SYNC_SECONDS", 3600.0)
+    log.append(AssistantDelta(message_id="m", text="pending"))
+    log.append(AssistantMessage(message_id="m", text="the whole message"))
+    assert len(synced) == 2, "any other event fsyncs at once, and with it every fragment before it"
+    log.append(AssistantDelta(message_id="m2", text="pending at close"))
+    log.close()
+    assert len(synced) >= 3, "close() fsyncs what is pending"
+
+
+def test_meta_never_counts_fragments_that_are_not_fsynced(store: SessionStore, workspace: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    log = new_session(store, workspace)
+    order: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        order.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    log.append(Notice(message="synced"))
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(session_log_module, "DELTA_SYNC_SECONDS", 3600.0)
+    for n in range(META_EVERY_EVENTS):
+        log.append(AssistantDelta(message_id="m", text=f"{n} "))
+    meta_at = next(i for i, name in enumerate(order) if name.startswith(".meta.json."))
+    assert "events.jsonl" in order[:meta_at], "the log is fsynced before meta says how long it is"
     log.close()
 
 
