@@ -120,3 +120,61 @@ async def test_resume_paints_the_newest_messages_first_and_fills_in_the_older_on
         expected = [text for n in range(30, REPLAY_MESSAGES + 10) for text in (f"question {n}", f"answer {n}")]
         assert shown == expected[-REPLAY_MESSAGES:], "older messages are filled in above, in order"
         assert "earlier messages are not shown" in str(transcript.query_one("#pruned-note", Static).content)
+
+
+def questions_and_answers(count: int) -> list:
+    from core.events import UserMessage
+
+    events = session_start()
+    for n in range(count):
+        events += [UserMessage(text=f"question {n}"),
+                   AssistantMessage(message_id=f"m{n}", text=f"answer **{n}**\n\n- one\n- two\n")]
+    for seq, event in enumerate(events, 1):
+        event.seq = seq
+    return events
+
+
+async def until_filled_in(pilot, transcript) -> None:
+    for _ in range(200):
+        if not transcript.backfilling:
+            break
+        await pilot.pause(0.02)
+    assert not transcript.backfilling
+    await pilot.pause()
+
+
+async def test_older_replayed_answers_are_rendered_only_at_the_width_they_are_laid_out_at() -> None:
+    from tui.widgets.transcript import REPLAY_MESSAGES, _Answer
+
+    app, _ = make_app(RecordingEngine(questions_and_answers(REPLAY_MESSAGES)))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        transcript = app.main_screen.transcript
+        await until_filled_in(pilot, transcript)
+        answers = list(transcript.query(_Answer))
+        assert len(answers) == REPLAY_MESSAGES // 2
+        for answer in answers:
+            visual = answer.render()
+            assert list(visual._lines) == [answer.content_region.width], "rendered before mounting, at its width"
+
+
+async def test_a_replay_arriving_while_older_messages_fill_in_goes_below_them() -> None:
+    from tui.widgets.transcript import REPLAY_MESSAGES
+
+    app, _ = make_app(RecordingEngine(questions_and_answers(REPLAY_MESSAGES)))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        transcript = app.main_screen.transcript
+        transcript.clear()
+        transcript.begin_replay()
+        for n in range(REPLAY_MESSAGES):
+            transcript.add_user_message(f"old {n}")
+        transcript.end_replay()
+        assert transcript.backfilling
+        # The engine, once up, replays what came after the log shown (the history preview).
+        transcript.begin_replay()
+        transcript.add_user_message("new")
+        transcript.end_replay()
+        await until_filled_in(pilot, transcript)
+        shown = [str(w.render()) for w in transcript.query(".user-message")]
+        assert shown == [f"old {n}" for n in range(REPLAY_MESSAGES)] + ["new"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Static, Tab, Tabs
 
 from tui.widgets.diff_view import DiffView
@@ -24,6 +26,8 @@ from tui.widgets.transcript import Transcript
 MIN_WIDTH, MIN_HEIGHT = 60, 16
 WIDE_WIDTH = 100
 PANES = ("transcript", "plan", "tools", "diff")
+
+PaneT = TypeVar("PaneT", bound=Widget)
 
 
 class MainScreen(Screen[None]):
@@ -45,10 +49,13 @@ class MainScreen(Screen[None]):
 
     def __init__(self, *, workspace: str = "", model: str = "", approval_mode: str = "ask", session_id: str = "",
                  clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__()
+        # The tab shown in the narrow layout is set before mounting: setting it on mount restyled every widget.
+        super().__init__(classes="-show-transcript")
         self._clock = clock
         self._labels = {"workspace": workspace, "model": model, "approval_mode": approval_mode,
                         "session_id": session_id}
+        # Each pane, once found: replaying a long session routes ~10,000 events, each through a pane property.
+        self._panes: dict[type[Widget], Widget] = {}
 
     def compose(self) -> ComposeResult:
         yield ErrorBanner(id="error-banner")
@@ -64,40 +71,44 @@ class MainScreen(Screen[None]):
         yield KeyFooter()
         yield Static(f"terminal too small: need at least {MIN_WIDTH}x{MIN_HEIGHT}", id="too-small")
 
-    def on_mount(self) -> None:
-        self.add_class("-show-transcript")
-
     def on_screen_resume(self) -> None:
         for footer in self.query(KeyFooter):  # a screen resumed before it composed has none yet
             footer.screen_resumed()
 
     @property
     def transcript(self) -> Transcript:
-        return self.query_one(Transcript)
+        return self._pane(Transcript)
 
     @property
     def plan(self) -> PlanPane:
-        return self.query_one(PlanPane)
+        return self._pane(PlanPane)
 
     @property
     def tools(self) -> ToolCallList:
-        return self.query_one(ToolCallList)
+        return self._pane(ToolCallList)
 
     @property
     def diff(self) -> DiffView:
-        return self.query_one(DiffView)
+        return self._pane(DiffView)
 
     @property
     def status(self) -> StatusBar:
-        return self.query_one(StatusBar)
+        return self._pane(StatusBar)
 
     @property
     def prompt(self) -> PromptInput:
-        return self.query_one(PromptInput)
+        return self._pane(PromptInput)
 
     @property
     def banner(self) -> ErrorBanner:
-        return self.query_one(ErrorBanner)
+        return self._pane(ErrorBanner)
+
+    def _pane(self, kind: type[PaneT]) -> PaneT:
+        pane = self._panes.get(kind)
+        if pane is None:
+            pane = self._panes[kind] = self.query_one(kind)
+        assert isinstance(pane, kind)
+        return pane
 
     def show_error(self, message: str, hint: str = "") -> None:
         """Show the engine start failure at the top and give the banner focus so `r` retries."""

@@ -30,10 +30,14 @@ MAX_MESSAGES = 200
 # A resumed session mounts only its newest messages: each finished answer is laid out on every layout pass,
 # so mounting all 200 made a 10,000-event resume take seconds. Live messages still grow to MAX_MESSAGES.
 REPLAY_MESSAGES = 40
-# Of those, the newest few are mounted before the first paint of a resumed session; the older ones follow in
-# small batches after it (above, the view staying at the bottom), so the last answer shows without waiting.
+# Of those, the newest few are mounted before the first paint of a resumed session; the older ones follow after
+# it (above, the view staying at the bottom), so the last answer shows without waiting.
 REPLAY_FIRST = 3
-REPLAY_BATCH = 6
+# The older ones are built and rendered at the transcript's width a slice of time at a time, input being handled
+# between slices, and mounted together every BACKFILL_MOUNT_S of that work: each mount lays out and repaints the
+# transcript, which cost more than rendering the messages when it happened every six of them.
+BACKFILL_SLICE_S = 0.02
+BACKFILL_MOUNT_S = 0.25
 FLUSH_INTERVAL_S = 0.1
 # The live tail of a streamed answer is re-rendered at every flush, so its cost grows with its length: past
 # this many characters the text so far is cut (at block boundaries, see md_segments) into finished pieces and
@@ -106,7 +110,7 @@ class _Answer(Static):
         super().__init__(RichMarkdown(text), classes="assistant-message")
         self._rendered: _MarkdownLines | None = None
 
-    def render(self) -> Visual:
+    def render(self) -> _MarkdownLines:
         from rich.markdown import Markdown as RichMarkdown
 
         markdown = self.content
@@ -114,6 +118,10 @@ class _Answer(Static):
         if self._rendered is None or self._rendered.markdown is not markdown:
             self._rendered = _MarkdownLines(self, markdown)
         return self._rendered
+
+    def prerender(self, width: int) -> None:
+        """Render the lines for this content width now, before mounting: laying it out then renders nothing."""
+        self.render().lines(width)
 
 
 class _LiveAnswer(_Answer):
@@ -206,7 +214,9 @@ class Transcript(VerticalScroll):
         self._replay: deque[WidgetFactory] | None = None
         self._replay_text: dict[str, list[str]] = {}
         self._replay_reasoning: dict[str, list[str]] = {}
-        self._backfill: list[WidgetFactory] = []  # replayed messages not mounted yet, oldest first
+        self._backfill: list[WidgetFactory] = []  # replayed messages not built yet, oldest first
+        self._prepared: list[Widget] = []  # built and rendered, not mounted yet, newest first
+        self._prepared_s = 0.0  # the work they took
 
     def compose(self) -> ComposeResult:
         yield Static(id="pruned-note")
@@ -237,28 +247,43 @@ class Transcript(VerticalScroll):
         for _ in range(excess):
             factories.popleft()
         self._pruned += excess
-        newest = [factories.pop() for _ in range(min(REPLAY_FIRST, len(factories)))][::-1]
-        self.mount_all([factory() for factory in newest])
-        self._backfill = list(factories)
-        if self._backfill:
-            self.call_after_refresh(self._mount_older)
+        if self.backfilling:  # an earlier replay's messages are still being filled in above: these go below
+            self.mount_all([factory() for factory in factories])
+        else:
+            newest = [factories.pop() for _ in range(min(REPLAY_FIRST, len(factories)))][::-1]
+            self.mount_all([factory() for factory in newest])
+            self._backfill = list(factories)
+            if self._backfill:
+                self.call_after_refresh(self._fill_older)
         self._update_pruned_note()
         self.scroll_end(animate=False)
 
     @property
     def backfilling(self) -> bool:
         """Whether older replayed messages are still being mounted above the newest ones."""
-        return bool(self._backfill)
+        return bool(self._backfill or self._prepared)
 
-    def _mount_older(self) -> None:
-        """Mount the next older batch of replayed messages above the oldest one shown."""
-        if not self._backfill:
+    def _fill_older(self) -> None:
+        """Build and render older replayed messages for a slice of time; mount them above the oldest one shown
+        once BACKFILL_MOUNT_S of work is ready, or all of it is."""
+        if not self.backfilling:
             return
-        batch, self._backfill = self._backfill[-REPLAY_BATCH:], self._backfill[:-REPLAY_BATCH]
+        started = time.perf_counter()
+        width = self.scrollable_content_region.width
+        while self._backfill and time.perf_counter() - started < BACKFILL_SLICE_S:
+            widget = self._backfill.pop()()
+            if width > 0 and isinstance(widget, _Answer):  # a hidden transcript (a narrow tab) has none
+                widget.prerender(width)
+            self._prepared.append(widget)
+        self._prepared_s += time.perf_counter() - started
+        if self._backfill and self._prepared_s < BACKFILL_MOUNT_S:
+            self.call_after_refresh(self._fill_older)  # nothing to paint: this is when pending input is handled
+            return
         oldest = next((child for child in self.children if child.id != "pruned-note"), None)
-        self.mount_all([factory() for factory in batch], before=oldest)  # None: at the end
+        self.mount_all(self._prepared[::-1], before=oldest)  # None: at the end
+        self._prepared, self._prepared_s = [], 0.0
         if self._backfill:
-            self.call_after_refresh(self._mount_older)
+            self.call_after_refresh(self._fill_older)
 
     def add_user_message(self, text: str) -> None:
         self._add(lambda: _user(text))
@@ -332,6 +357,7 @@ class Transcript(VerticalScroll):
         self._streams.clear()
         self._reasoning.clear()
         self._backfill = []
+        self._prepared, self._prepared_s = [], 0.0
         self._pruned = 0
         self.query(".user-message, .assistant-message, .note, .error-message, .reasoning, .streaming").remove()
         self._update_pruned_note()
