@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,9 +27,11 @@ from tests.benchmarks.common import (
     tmux_server,
     wait_until,
 )
+from tests.benchmarks.workloads import LAST_ANSWER_MARK, write_long_session
 
 SIZES = ((80, 24), (120, 40))
 TYPED = "z"
+RESUME_EVENTS = 10_000
 
 
 @contextmanager
@@ -104,7 +107,37 @@ def warm_start(runs: int, tmp: Path) -> list[Figure]:
                            note="the forked app's utime+stime"),
                 ]
             figures += _idle_memory(tmux, server.pid, env)
+            figures += _resume(runs, tmux, server.pid, env, tmp)
     return figures
+
+
+def _resume(runs: int, tmux: Tmux, server: int, env: dict[str, str], tmp: Path) -> list[Figure]:
+    """`agent-tui --resume ID` of a 10,000-event session, warm: as resume.py measures it cold."""
+    state = tmp / "state-long"
+    session_id = write_long_session(state, Path(env["AGENT_WORKSPACE"]), RESUME_EVENTS)
+    shown: list[float] = []
+    ready: list[float] = []
+    loads: list[float] = []
+    for index in range(runs):
+        copy = tmp / f"state-copy-{index}"  # resuming records session_resumed: each run gets an untouched copy
+        shutil.copytree(state, copy)
+        loads.append(load_average())
+        name, spawned = tmux.spawn([str(VENV_BIN / "agent-tui"), "--resume", session_id],
+                                   {**env, "AGENT_STATE_DIR": str(copy)}, (120, 40))
+        client = tmux.pid(name)
+        try:
+            wait_until(lambda name=name: LAST_ANSWER_MARK in tmux.capture(name), 120, "the last answer")
+            shown.append(time.perf_counter() - spawned)
+            _app(server)
+            wait_until(lambda name=name: "session resumed" in tmux.capture(name)
+                       and "connecting" not in tmux.capture(name), 120, "the engine to start")
+            ready.append(time.perf_counter() - spawned)
+        finally:
+            stop_tui(tmux, name, client)
+        shutil.rmtree(copy, ignore_errors=True)
+    note = f"agent-tui --resume of a {RESUME_EVENTS:,}-event session, warm, tmux 120x40"
+    return [Figure("warm resume: spawn -> last answer (tmux)", "s", shown, loads, note=note),
+            Figure("warm resume: spawn -> engine connected (tmux)", "s", ready, loads, note=note)]
 
 
 def _idle_memory(tmux: Tmux, server: int, env: dict[str, str], settle_s: float = 10.0) -> list[Figure]:
