@@ -6,12 +6,18 @@ reader parses the same SSE bytes, and within each network read merges consecutiv
 the same text field or the same tool call's arguments. Nothing waits for more data: a slow model's chunks
 pass one by one as they arrive, exactly as before; a flood arrives in big reads and is parsed in big pieces.
 Errors are the openai client's own (`APIError` for an error event, `APITimeoutError`, `APIConnectionError`).
+
+Most of a flood is text chunks that differ only in their text: once one such chunk has been decoded, the next
+ones are recognised by their raw JSON (the same bytes before and after one string literal) and only that
+literal is read, instead of decoding and comparing the whole chunk again.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
+from json.decoder import scanstring
 from typing import Any
 
 import httpx2
@@ -121,6 +127,76 @@ def coalesce(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return merged
 
 
+_TEXT_KEY = {field: re.compile(rf'"{field}"\s*:\s*"') for field in TEXT_FIELDS}
+
+
+class _TextRun:
+    """The raw JSON of a text chunk just merged, split around its text: chunks that match it outside that
+    string literal are the same chunk with other text, so they merge the same way (into the same field)."""
+
+    def __init__(self, prefix: str, suffix: str, target: dict[str, Any], field: str) -> None:
+        self.prefix = prefix
+        self.suffix = suffix
+        self.target = target
+        self.field = field
+
+    @classmethod
+    def after_merge(cls, data: str, chunk: dict[str, Any], target: dict[str, Any]) -> _TextRun | None:
+        """The run `chunk` (decoded from `data`, merged into `target`) starts, if it is one text field only."""
+        choice = _only_choice(chunk)
+        if choice is None:
+            return None
+        fields = _set_fields(choice["delta"])
+        if len(fields) != 1 or (field := next(iter(fields))) not in TEXT_FIELDS:
+            return None
+        keys = list(_TEXT_KEY[field].finditer(data))
+        if len(keys) != 1:  # the field's name must say where its value is: once, as a key
+            return None
+        start = keys[0].end() - 1
+        try:
+            value, end = scanstring(data, start + 1)
+        except ValueError:
+            return None
+        if value != choice["delta"][field]:
+            return None
+        return cls(data[:start], data[end:], target["choices"][0]["delta"], field)
+
+    def extend(self, data: str) -> bool:
+        """Append `data`'s text to the merged chunk when `data` is this run's chunk with other text."""
+        prefix, suffix = self.prefix, self.suffix
+        if len(data) < len(prefix) + len(suffix) + 2 or not (data.startswith(prefix) and data.endswith(suffix)):
+            return False
+        literal = data[len(prefix):len(data) - len(suffix)]
+        if literal[0] != '"' or literal[-1] != '"':
+            return False
+        text = literal[1:-1]
+        if "\\" in text or '"' in text or not text.isprintable():
+            try:
+                text, end = scanstring(literal, 1)
+            except ValueError:
+                return False
+            if end != len(literal):
+                return False
+        self.target[self.field] += text
+        return True
+
+
+def coalesce_events(events: list[str], decode: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+    """`coalesce` over raw SSE data, reading only the text of chunks that continue the current text run."""
+    merged: list[dict[str, Any]] = []
+    run: _TextRun | None = None
+    for data in events:
+        if run is not None and run.extend(data):
+            continue
+        chunk = decode(data)
+        if merged and try_merge(merged[-1], chunk):
+            run = _TextRun.after_merge(data, chunk, merged[-1])
+        else:
+            merged.append(chunk)
+            run = None
+    return merged
+
+
 class CoalescingChunkStream:
     """Stands in for the `AsyncStream[ChatCompletionChunk]` the SDK's stream handler iterates and closes."""
 
@@ -151,13 +227,12 @@ class CoalescingChunkStream:
                 if done:
                     continue  # drain the body after [DONE] so the connection can be reused
                 events, buffer = parse_events(buffer + raw)
-                batch: list[dict[str, Any]] = []
-                for data in events:
+                for index, data in enumerate(events):
                     if data.startswith("[DONE]"):
                         done = True
+                        events = events[:index]
                         break
-                    batch.append(self._decode(data))
-                for chunk in coalesce(batch):
+                for chunk in coalesce_events(events, self._decode):
                     yield ChatCompletionChunk.construct(**chunk)
         finally:
             await response.aclose()

@@ -9,7 +9,7 @@ from agents import Agent, ModelSettings, RunConfig, Runner, function_tool
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.chunkstream import coalesce, parse_events
+from core.chunkstream import coalesce, coalesce_events, parse_events
 from core.config import load_settings
 from core.model import build_client, build_model
 from tests.fakes.model_server import Reply, ScriptedModelServer, ToolCall
@@ -115,6 +115,40 @@ def test_coalescing_never_changes_what_a_handler_accumulates(chunks: list[dict[s
     merged = coalesce(json.loads(json.dumps(chunks)))
     assert pieces(merged) == pieces(original)
     assert len(merged) <= len(original)
+
+
+raw_text = st.text(alphabet='ab"\\\n\t\u00e9\u00a0\u2028{}:,content', max_size=6)
+raw_event = st.one_of(
+    event,
+    st.builds(lambda t: chunk({"content": t}), raw_text),
+    st.builds(lambda t: chunk({"reasoning_content": t}), raw_text),
+    st.builds(lambda t, n: chunk({"content": t}, created=n), raw_text, st.integers(1, 2)),
+    st.builds(lambda t: {**chunk({"content": t}), "model": "content"}, raw_text),
+)
+formats = st.sampled_from([{}, {"separators": (",", ":")}, {"ensure_ascii": False}, {"indent": None},
+                           {"separators": (", ", " : "), "ensure_ascii": False}])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(raw_event, max_size=40), formats)
+def test_reading_only_the_text_of_a_run_merges_exactly_as_decoding_every_chunk(
+        chunks: list[dict[str, Any]], dump: dict[str, Any]) -> None:
+    raw = [json.dumps(c, **dump) for c in chunks]
+    decoded: list[str] = []
+
+    def decode(data: str) -> dict[str, Any]:
+        decoded.append(data)
+        return json.loads(data)
+
+    assert coalesce_events(raw, decode) == coalesce([json.loads(data) for data in raw])
+
+
+def test_a_run_of_text_chunks_is_decoded_once() -> None:
+    raw = [json.dumps(chunk({"content": word})) for word in ["Hello", " wor", "ld", ' "q"', " \\ é\n"]]
+    decoded: list[str] = []
+    merged = coalesce_events(raw, lambda data: decoded.append(data) or json.loads(data))
+    assert [m["choices"][0]["delta"]["content"] for m in merged] == ['Hello world "q" \\ é\n']
+    assert len(decoded) == 2, "the second chunk starts the run; the rest are read as text only"
 
 
 def _runner_setup(server: ScriptedModelServer, tmp_path: Any) -> tuple[Agent[Any], RunConfig]:
