@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents import Agent, ModelSettings
+from agents.agent import MCPConfig
 from agents.models.interface import Model
 
-from core.mcp import AGENT_MCP_CONFIG
 from tools.registry import ToolRuntime, executor_tools, planner_tools, reviewer_tools
 
 EXECUTOR_INSTRUCTIONS = """You are dev-agent, a careful coding assistant working in a project workspace.
@@ -29,6 +29,10 @@ Check the diff and, if test output is given, whether the tests pass. You may rea
 Reply with exactly one of:
 APPROVED: <one line why>
 CHANGES NEEDED: <the concrete problems to fix>"""
+
+
+# Passed to every Agent that gets MCP servers (core.mcp): the SDK's own server prefix on tool names.
+AGENT_MCP_CONFIG: MCPConfig = {"include_server_in_tool_names": True}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents import (
     RunConfig,
@@ -72,7 +72,6 @@ from core.events import (
     Usage,
     UserMessage,
 )
-from core.mcp import McpHub
 from core.model import EndpointInfo, build_client, build_model, classify_error, discover, model_settings
 from core.policy import BudgetTracker, PolicyStore
 from core.session_log import SessionLog
@@ -82,6 +81,9 @@ from tools import files
 from tools.registry import LOCAL_TOOLS, ToolRuntime, content_sha256, parse_arguments
 from tools.shell import clip_middle
 from tools.workspace import Workspace
+
+if TYPE_CHECKING:
+    from core.mcp import McpHub
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +189,8 @@ class Engine:
         model_id = self.model_id or "local-model"
         self._model = build_model(settings, self._client, model_id)
         if self.mcp_hub is None and settings.mcp_servers:
+            from core.mcp import McpHub  # the SDK's MCP server classes load only when servers are configured
+
             self.mcp_hub = McpHub(settings, self.policies.current)
         mcp_notices: list[str] = []
         if self.mcp_hub is not None:

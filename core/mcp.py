@@ -2,7 +2,7 @@
 
 Each `mcp_servers` entry becomes one of the SDK's local server objects (`MCPServerStdio`,
 `MCPServerStreamableHttp`, `MCPServerSse`); the SDK turns their tools into function tools, exposed
-under the SDK's server-prefixed names `mcp_<server>__<tool>` (`Agent(mcp_config=AGENT_MCP_CONFIG)`).
+under the SDK's server-prefixed names `mcp_<server>__<tool>` (`Agent(mcp_config=core.agents.AGENT_MCP_CONFIG)`).
 Those are the names the model, the approvals, tools.yaml and the audit use.
 
 Approval of one call: a tools.yaml entry for the prefixed name wins, then the entry's `tool_approval`
@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from agents.agent import MCPConfig
 from agents.mcp import (
     MCPServer,
     MCPServerManager,
@@ -54,8 +53,6 @@ from tools.registry import ToolRuntime
 Transport = Literal["stdio", "streamable_http", "sse"]
 State = Literal["connected", "failed", "refused", "dead"]
 
-# Passed to every Agent that gets MCP servers: the SDK's own server prefix on tool names.
-AGENT_MCP_CONFIG: MCPConfig = {"include_server_in_tool_names": True}
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 CONNECT_TIMEOUT_S = 15.0
 CLEANUP_TIMEOUT_S = 5.0

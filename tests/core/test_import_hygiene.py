@@ -1,4 +1,4 @@
-"""Idle discipline: a started engine that has not written anything leaves GitPython unloaded."""
+"""Idle discipline: a started engine loads neither GitPython before its first write nor unconfigured MCP."""
 
 from __future__ import annotations
 
@@ -27,9 +27,17 @@ asyncio.run(main())
 """
 
 
-def test_a_started_engine_loads_git_only_when_a_checkpoint_needs_it(workspace: Path, state_dir: Path) -> None:
+def started_engine_modules(workspace: Path, state_dir: Path) -> list[str]:
     result = subprocess.run([sys.executable, "-c", START_ENGINE, str(state_dir), str(workspace)], cwd=ROOT,
                             capture_output=True, text=True, check=True)
-    modules = json.loads(result.stdout)
+    modules: list[str] = json.loads(result.stdout)
+    return modules
+
+
+def test_a_started_engine_loads_git_only_when_a_checkpoint_needs_it_and_mcp_only_when_configured(
+    workspace: Path, state_dir: Path
+) -> None:
+    modules = started_engine_modules(workspace, state_dir)
     assert "core.checkpoints" in modules
     assert [name for name in modules if name.split(".")[0] == "git"] == []
+    assert [name for name in modules if name in ("core.mcp", "agents.mcp.server", "agents.mcp.manager")] == []

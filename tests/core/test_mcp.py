@@ -14,11 +14,12 @@ import pytest
 import yaml
 from agents import Agent, Runner
 
+from core.agents import AGENT_MCP_CONFIG
 from core.config import Settings, load_settings, shipped_policy_dir
 from core.engine import Engine
 from core.errors import ConfigError
 from core.events import Event
-from core.mcp import AGENT_MCP_CONFIG, McpHub, load_mcp_configs, mcp_health_report, qualified_name
+from core.mcp import McpHub, load_mcp_configs, mcp_health_report, qualified_name
 from core.model import build_client, build_model
 from core.policy import load_policies
 from core.policy_types import PolicySet
