@@ -337,3 +337,18 @@ async def test_a_filter_that_reaches_a_wider_cell_widens_its_column() -> None:
         await pilot.press(*"wide")
         await pilot.pause()
         assert table_text(app.picker) == ["the wide one | /srv/x | m | 2 min ago | ! interrupted | 10"]
+
+
+async def test_opening_the_picker_parses_only_its_own_styles() -> None:
+    """Its styles come as default CSS: a screen's CSS_PATH made Textual parse every stylesheet of the app again."""
+    host: App[None] = App()
+    reparses: list[None] = []
+    async with host.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        original = host.stylesheet.reparse
+        host.stylesheet.reparse = lambda: (reparses.append(None), original())[1]  # type: ignore[method-assign]
+        host.push_screen(make_picker())
+        await pilot.pause()
+        assert isinstance(host.screen, SessionPickerScreen) and reparses == []
+        table = host.screen.query_one(SessionTable)
+        assert table.styles.height.is_fraction, "the picker's own stylesheet applies"

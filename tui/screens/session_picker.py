@@ -383,7 +383,10 @@ class SessionTable(ScrollView, can_focus=True):
 class SessionPickerScreen(ModalScreen[str | None]):
     """Pick a session to open: `enter` dismisses with its id, `escape` with None."""
 
-    CSS_PATH = "session_picker.tcss"
+    # The stylesheet beside this file, given as the screen's default CSS: Textual reads a screen's CSS_PATH the
+    # first time it is pushed, then parses every stylesheet of the app again and restyles every widget of every
+    # screen (a third of the picker's first open); default CSS is parsed alone, when the screen is registered.
+    DEFAULT_CSS = Path(__file__).with_suffix(".tcss").read_text(encoding="utf-8")
     AUTO_FOCUS = "#picker-filter"
 
     BINDINGS: ClassVar[list[BindingType]] = [
