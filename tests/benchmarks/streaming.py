@@ -158,6 +158,9 @@ def streaming_tmux(runs: int, tmp: Path) -> list[Figure]:
 def _figures(results: list[dict[str, Any]], where: str) -> list[Figure]:
     loads = [r["load"] for r in results]
     lat = [r["latencies"] for r in results]
+    # In tmux a key is typed and read back off the screen; headless it is posted as the driver posts it and
+    # read back from the input box (Pilot's press waits for an idle app, which a streaming app never is).
+    key = "key -> screen" if where == "tmux" else "key -> input box"
     figures = [
         Figure(f"stream 20k words: Enter -> end visible ({where})", "s", [r["end_s"] for r in results], loads, 2.0,
                note="Reply.full_speed(20_000) + an end word; scripted server in its own process"),
@@ -165,9 +168,9 @@ def _figures(results: list[dict[str, Any]], where: str) -> list[Figure]:
                higher_is_better=True),
         Figure(f"stream: tokens/s absorbed ({where})", "tokens/s", [TOKENS / r["end_s"] for r in results], loads,
                higher_is_better=True, note="one SSE content delta of 5 characters counted as one token"),
-        Figure(f"stream: key -> screen p50 ({where})", "ms", [1000 * percentile(x, 50) for x in lat], loads, 50),
-        Figure(f"stream: key -> screen p95 ({where})", "ms", [1000 * percentile(x, 95) for x in lat], loads, 50),
-        Figure(f"stream: key -> screen max ({where})", "ms", [1000 * max(x) for x in lat], loads),
+        Figure(f"stream: {key} p50 ({where})", "ms", [1000 * percentile(x, 50) for x in lat], loads, 50),
+        Figure(f"stream: {key} p95 ({where})", "ms", [1000 * percentile(x, 95) for x in lat], loads, 50),
+        Figure(f"stream: {key} max ({where})", "ms", [1000 * max(x) for x in lat], loads),
         Figure(f"stream: CPU of agent-tui during the stream ({where})", "s", [r["cpu_s"] for r in results], loads),
         Figure(f"stream: lost/duplicated events ({where})", "events",
                [r["seq_gaps"] + r["seq_duplicates"] + (0 if r["deltas_match_answer"] and r["final_matches_answer"]
@@ -177,10 +180,32 @@ def _figures(results: list[dict[str, Any]], where: str) -> list[Figure]:
                                for r in results]}),
     ]
     if results[0].get("baseline"):
-        figures.insert(5, Figure(f"idle: key -> screen p50, harness floor ({where})", "ms",
+        figures.insert(5, Figure(f"idle: {key} p50, harness floor ({where})", "ms",
                                  [1000 * percentile(r["baseline"], 50) for r in results], loads,
                                  note="the same probe before the stream: tmux send-keys + capture-pane cost"))
     return figures
+
+
+async def _press(app: Any, key: str, character: str | None) -> None:
+    """A key as the terminal driver delivers it: posted to the app, without Pilot's wait for an idle app
+    (the app is never idle while it streams: `pilot.press` returned only after the stream)."""
+    from textual import events
+
+    app.post_message(events.Key(key, character))
+
+
+async def _key_latency(app: Any) -> float:
+    """Post one KEY, return the time until the input box holds it."""
+    prompt = app.main_screen.prompt
+    expected = prompt.text.count(KEY) + 1
+    started = time.perf_counter()
+    await _press(app, KEY, KEY)
+    deadline = started + 30
+    while prompt.text.count(KEY) < expected:
+        if time.perf_counter() > deadline:
+            raise TimeoutError("a posted key never reached the input box")
+        await asyncio.sleep(0.001)
+    return time.perf_counter() - started
 
 
 async def _headless_run(tmp: Path) -> dict[str, Any]:
@@ -199,22 +224,23 @@ async def _headless_run(tmp: Path) -> dict[str, Any]:
             assert engine is not None
             for key in "go":
                 await pilot.press(key)
+            baseline = [await _key_latency(app) for _ in range(BASELINE_KEYS)]
             load = load_average()
             cpu_before = time.process_time()
             submitted = time.perf_counter()
-            await pilot.press("enter")
+            await _press(app, "enter", "\r")
             stop = asyncio.Event()
             lag_task = asyncio.create_task(_loop_lag(lags, stop))
+            ended = asyncio.create_task(_until(
+                lambda: app.last_answer.endswith(END_MARK) and not app.main_screen.transcript.query(".streaming"),
+                RUN_LIMIT_S))
+            await _until(lambda: KEY not in app.main_screen.prompt.text, 10)  # submitted: the box is empty
             latencies: list[float] = []
-            while not app.last_answer.endswith(END_MARK):
+            while not ended.done():
                 tick = time.perf_counter()
-                await pilot.press(KEY)
-                latencies.append(time.perf_counter() - tick)
-                if time.perf_counter() - submitted > RUN_LIMIT_S:
-                    raise TimeoutError("the streamed answer did not end")
-                await asyncio.sleep(max(0.0, KEY_INTERVAL_S - (time.perf_counter() - tick)))
-            await _until(lambda: not app.main_screen.transcript.query(".streaming"), 60)
-            await pilot.pause()
+                latencies.append(await _key_latency(app))
+                await asyncio.wait([ended], timeout=max(0.0, KEY_INTERVAL_S - (time.perf_counter() - tick)))
+            await ended
             end = time.perf_counter() - submitted
             cpu = time.process_time() - cpu_before
             stop.set()
@@ -222,8 +248,8 @@ async def _headless_run(tmp: Path) -> dict[str, Any]:
             await engine.wait_idle()
             rss = rss_mb()
         integrity = event_integrity(state)
-    return {"load": load, "end_s": end, "latencies": latencies, "lags": lags, "cpu_s": cpu, "rss_mb": rss,
-            **integrity}
+    return {"load": load, "end_s": end, "latencies": latencies, "baseline": baseline, "lags": lags, "cpu_s": cpu,
+            "rss_mb": rss, **integrity}
 
 
 async def _engine_run(tmp: Path) -> dict[str, Any]:
