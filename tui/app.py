@@ -58,6 +58,26 @@ def _release_free_memory() -> None:
         pass
 
 
+# Events each of which replaces what the previous one of its type showed (the whole plan, the approval mode, the
+# token counts): replay applies only the last of each type, in its place. A long session holds hundreds of each,
+# and every one applied redrew its pane. A usage event without a context limit keeps the previous limit, so the
+# last one that had a limit is applied too.
+LAST_ONE_COUNTS = frozenset({"plan_updated", "run_started", "usage"})
+
+
+def _superseded(events: Sequence[Event]) -> set[int]:
+    """The positions of the replayed events whose effect a later event of the same type overwrites."""
+    last: dict[str, int] = {}
+    last_limit = -1
+    for i, event in enumerate(events):
+        if event.type in LAST_ONE_COUNTS:
+            last[event.type] = i
+            if event.type == "usage" and getattr(event, "context_limit", None):
+                last_limit = i
+    kept = {*last.values(), last_limit}
+    return {i for i, event in enumerate(events) if event.type in LAST_ONE_COUNTS and i not in kept}
+
+
 class DevAgentApp(App[None]):
     """A terminal client of one core Engine: renders its events and sends it the user's ops."""
 
@@ -323,11 +343,10 @@ class DevAgentApp(App[None]):
         self._replaying = True
         self._main.transcript.begin_replay()
         self._main.tools.begin_replay()
-        # The plan pane shows the whole plan of each update: only the last one of the history matters.
-        last_plan = max((i for i, event in enumerate(events) if event.type == "plan_updated"), default=-1)
+        superseded = _superseded(events)
         try:
             for i, event in enumerate(events):
-                if event.type != "plan_updated" or i == last_plan:
+                if i not in superseded:
                     self.apply_event(event)
         finally:
             self._replaying = False
@@ -543,8 +562,10 @@ class DevAgentApp(App[None]):
             self._main.transcript.add_note(RUN_STATUS_NOTES[event.status])
         if event.status != "paused":
             # A finished run has no pending approvals left; only a paused run keeps them for later.
-            self._approvals = [r for r in self._approvals if r.call_id == self._approval_shown]
-            self._main.status.set_pending_approvals(len(self._approvals))
+            kept = [r for r in self._approvals if r.call_id == self._approval_shown]
+            if len(kept) != len(self._approvals):  # the status line shows the count: redrawn only when it changes
+                self._approvals = kept
+                self._main.status.set_pending_approvals(len(kept))
 
     def _show_diff(self, diff: str, title: str) -> None:
         if self._replaying:

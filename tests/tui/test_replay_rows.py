@@ -178,3 +178,41 @@ async def test_a_replay_arriving_while_older_messages_fill_in_goes_below_them() 
         await until_filled_in(pilot, transcript)
         shown = [str(w.render()) for w in transcript.query(".user-message")]
         assert shown == [f"old {n}" for n in range(REPLAY_MESSAGES)] + ["new"]
+
+
+def runs_with_usage_and_modes() -> list:
+    from core.events import ApprovalModeChanged, PlanStep, PlanUpdated, RunFinished, RunStarted, Usage
+
+    events = session_start()
+    events += [RunStarted(run_id="r1", goal="one", approval_mode="ask"),
+               PlanUpdated(steps=[PlanStep(title="first plan", status="done")]),
+               Usage(total_tokens=1200, context_used=900, context_limit=32768),
+               RunFinished(run_id="r1", status="done"),
+               ApprovalModeChanged(mode="auto-edit"),
+               RunStarted(run_id="r2", goal="two", approval_mode="auto-edit"),
+               PlanUpdated(steps=[PlanStep(title="second plan", status="in_progress")]),
+               Usage(total_tokens=2500, context_used=1800),  # no limit: the earlier one stays
+               RunFinished(run_id="r2", status="done"),
+               ApprovalModeChanged(mode="full-auto")]
+    for seq, event in enumerate(events, 1):
+        event.seq = seq
+    return events
+
+
+async def test_replay_applies_only_the_last_of_each_overwriting_event_and_shows_what_live_events_showed() -> None:
+    history = runs_with_usage_and_modes()
+    replayed, _ = make_app(RecordingEngine(history))
+    async with replayed.run_test(size=SIZE) as pilot:
+        await started(replayed, pilot)
+        after_replay = (replayed.main_screen.status.line, str(replayed.main_screen.plan.render()),
+                        replayed.approval_mode)
+    live, engine = make_app(RecordingEngine())
+    async with live.run_test(size=SIZE) as pilot:
+        await started(live, pilot)
+        engine.emit(*history)
+        await pilot.pause()
+        # A replayed run was not timed here: only live runs show the last turn's time.
+        line = live.main_screen.status.line.replace(" │ last turn 0:00", "")
+        after_live = (line, str(live.main_screen.plan.render()), live.approval_mode)
+    assert after_replay == after_live
+    assert "tokens 2.5k · ctx 1.8k/32.8k" in after_replay[0] and "full-auto" in after_replay[0]
