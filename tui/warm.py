@@ -127,7 +127,9 @@ def run_client(argv: Sequence[str], env: Mapping[str, str]) -> int | None:
         sock.connect(path)
         if _peer_uid(sock) != os.getuid():
             return None
-        request = {"argv": list(argv), "env": dict(env), "cwd": cwd, "stamp": code_stamp(),
+        umask = os.umask(0o022)
+        os.umask(umask)
+        request = {"argv": list(argv), "env": dict(env), "cwd": cwd, "umask": umask, "stamp": code_stamp(),
                    "import_env": import_time_env(env)}
         socket.send_fds(sock, [json.dumps(request).encode()], [0, 1, 2])
         reply = json.loads(sock.recv(MAX_MESSAGE) or b"{}")
@@ -263,7 +265,7 @@ class WarmServer:
                 os.close(fd)
 
     def _child(self, conn: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
-        """Become the client's app: its terminal, directory, environment and arguments. Never returns."""
+        """Become the client's app: its terminal, directory, umask, environment and arguments. Never returns."""
         code = 1
         try:
             assert self.listener is not None
@@ -275,6 +277,7 @@ class WarmServer:
             for target, fd in enumerate(fds):
                 os.dup2(fd, target)
             os.chdir(request["cwd"])
+            os.umask(int(request.get("umask", 0o022)))
             os.environ.clear()
             os.environ.update(request["env"])
             _reopen_stdio()

@@ -88,6 +88,11 @@ def warm_server(warm_env: dict[str, str], tmp_path: Path) -> Iterator[WarmServer
         server.stop()
 
 
+def umask_of(pid: int) -> str:
+    with open(f"/proc/{pid}/status") as status:
+        return next(line.split()[1] for line in status if line.startswith("Umask:"))
+
+
 def app_pid(terminal: TmuxTerminal, server: WarmServer) -> int:
     """The app the server forked for the terminal's agent-tui (the program in the pane is the client)."""
     deadline = time.monotonic() + STARTUP_S
@@ -103,12 +108,13 @@ def test_a_warm_start_runs_a_whole_task_and_exits_with_the_apps_code(
         model_server: ScriptedModelServer, workspace: Path) -> None:
     (workspace / "calc.py").write_text(OLD)
     model_server.add(Reply(tool_calls=[PLAN]), Reply(text="Fixing it.", tool_calls=[WRITE]), Reply(text=ANSWER))
-    terminal.start([AGENT_TUI], warm_env)
+    terminal.start(["sh", "-c", f"umask 027 && exec {AGENT_TUI}"], warm_env)
     terminal.wait_for(CONNECTED, STARTUP_S)
     app = app_pid(terminal, warm_server)
     assert app != terminal.program_pid()
-    # The app runs in the client's directory with the client's environment, not the server's.
+    # The app runs in the client's directory, with its umask and environment, not the server's.
     assert os.readlink(f"/proc/{app}/cwd") == os.readlink(f"/proc/{terminal.program_pid()}/cwd")
+    assert umask_of(app) == umask_of(terminal.program_pid()) == "0027"
     terminal.type(GOAL)
     terminal.send("Enter")
     terminal.wait_for(r"Approve write to calc\.py\?", 30)
