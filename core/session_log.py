@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import json
 import os
 import secrets
@@ -208,7 +209,18 @@ class SessionLog:
             return recorded
 
     def read_events(self) -> list[Event]:
-        return list(self.iter_events())
+        """Every event in log order (see iter_events).
+
+        The cyclic collector is paused meanwhile: the events hold no cycles, and each of its passes walked the
+        growing list again (a 10,000-event log: ~60 passes, a quarter of the read's time).
+        """
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return list(self.iter_events())
+        finally:
+            if enabled:
+                gc.enable()
 
     def iter_events(self) -> Iterator[Event]:
         """Events in log order. A torn last line is skipped; a corrupt complete line raises SessionError."""

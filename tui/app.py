@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -125,6 +126,7 @@ class DevAgentApp(App[None]):
         self._last_answer = ""
         self._replaying = False
         self._replay_diff: tuple[str, str] | None = None
+        self._freeze_on_replay = True  # until another session is opened in this process
         self._main = MainScreen(workspace=workspace_label, model=model_label, approval_mode=approval_mode,
                                 session_id=session_label, clock=clock)
         self._event_handlers: dict[str, Callable[[Any], None]] = {
@@ -201,6 +203,11 @@ class DevAgentApp(App[None]):
         With a history provider, the session's recorded events are shown while the engine is still starting.
         """
         await self._close_engine()
+        if self._freeze_on_replay:
+            # The closed session's objects were frozen with the start-up ones: they must be collectable again,
+            # and from now on nothing is frozen (a replay would freeze this session's garbage along with it).
+            self._freeze_on_replay = False
+            gc.unfreeze()
         self.workers.cancel_group(self, "preview")
         self._main.clear_panes()
         self._approvals.clear()
@@ -234,6 +241,9 @@ class DevAgentApp(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(self._main)
+
+    def on_unmount(self) -> None:
+        gc.unfreeze()  # what a replay froze can be collected again once the app is gone
 
     def on_ready(self) -> None:
         """The first frame is on screen: now it is time to import and start the engine."""
@@ -340,6 +350,11 @@ class DevAgentApp(App[None]):
 
     def _replay(self, events: Sequence[Event]) -> None:
         """Render recorded events without animation; a pending approval opens once the replay is done."""
+        if self._freeze_on_replay:
+            # What is alive now lives as long as the session: the modules (the SDK's too once the engine is up),
+            # the screen and the recorded events. Frozen, the collector no longer walks them on each full
+            # collection: rendering a 10,000-event resume spent 0.3 s in collections, 0.1 s with them frozen.
+            gc.freeze()
         self._replaying = True
         self._main.transcript.begin_replay()
         self._main.tools.begin_replay()

@@ -107,6 +107,26 @@ def new_session(store: SessionStore, workspace: Path, goal: str = "fix the tests
 
 # ---------------------------------------------------------------------- append and read
 
+def test_reading_events_leaves_the_cyclic_collector_as_it_was(store: SessionStore, workspace: Path) -> None:
+    import gc
+
+    log = new_session(store, workspace)
+    log.append(AssistantDelta(message_id="m", text="x"))
+    try:
+        assert len(log.read_events()) == 3 and gc.isenabled()
+        gc.disable()
+        assert len(log.read_events()) == 3 and not gc.isenabled()
+        gc.enable()
+        with log.events_path.open("ab") as handle:
+            handle.write(b"not json\n")
+        with pytest.raises(SessionError):
+            log.read_events()
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+    log.close()
+
+
 def test_append_assigns_seq_and_ts_and_reads_back(store: SessionStore, workspace: Path) -> None:
     log = store.create(workspace=workspace, model="qwen")
     before = time.time()

@@ -216,3 +216,38 @@ async def test_replay_applies_only_the_last_of_each_overwriting_event_and_shows_
         after_live = (line, str(live.main_screen.plan.render()), live.approval_mode)
     assert after_replay == after_live
     assert "tokens 2.5k · ctx 1.8k/32.8k" in after_replay[0] and "full-auto" in after_replay[0]
+
+
+async def test_a_replay_freezes_what_is_alive_until_another_session_is_opened_or_the_app_ends() -> None:
+    import gc
+
+    app, _ = make_app(RecordingEngine(whole_run()))
+    other = RecordingEngine(whole_run())
+
+    async def other_session() -> RecordingEngine:
+        return other
+
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await started(app, pilot)
+            assert gc.get_freeze_count() > 0, "the first session's replay froze the objects alive then"
+            await app.open_engine(other_session)
+            await started(app, pilot)
+            assert app.engine is other
+            assert gc.get_freeze_count() == 0, "the closed session's objects can be collected"
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+
+
+async def test_objects_a_replay_froze_are_unfrozen_when_the_app_ends() -> None:
+    import gc
+
+    app, _ = make_app(RecordingEngine(whole_run()))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await started(app, pilot)
+            assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
