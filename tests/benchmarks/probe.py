@@ -42,11 +42,15 @@ async def resume(state: Path, session_id: str) -> dict[str, Any]:
         await pilot.pause()
         replayed = time.perf_counter()
         replay_cpu = time.process_time() - cpu_started
+        # The older messages are filled in above the newest after the first paint; the pause above usually
+        # waits for them too (it waits for the app to be idle, at most 1 s): this says when they all were.
+        await _until(lambda: not transcript.backfilling)
+        filled = time.perf_counter()
         shown = LAST_ANSWER_MARK in app.export_screenshot()
         rss = rss_mb()
     return {"imports_s": imported - PROCESS_START, "open_s": opened - imported, "read_s": read - opened,
             "events": len(events), "replay_s": replayed - started, "replay_cpu_s": replay_cpu,
-            "resume_s": replayed - imported,
+            "resume_s": replayed - imported, "filled_s": max(filled, replayed) - imported,
             "rss_after_read_mb": rss_read, "rss_mb": rss, "last_message_shown": shown}
 
 

@@ -57,6 +57,8 @@ def resume(runs: int, tmp: Path) -> list[Figure]:
                note="DevAgentApp over an engine double holding the events (run_test start -> painted)"),
         Figure("resume: open + read + replay (headless)", "s", [p["resume_s"] for p in probes], loads, 1.0,
                note="imports excluded"),
+        Figure("resume: every replayed message mounted (headless)", "s", [p["filled_s"] for p in probes], loads,
+               note="imports excluded; the older messages are filled in above the newest after the first paint"),
         Figure("resume: CPU-s of the replay (headless)", "s", [p["replay_cpu_s"] for p in probes], loads,
                note="process CPU from run_test start to painted: app start-up + replay, steadier than wall"),
         Figure("resume: RSS after replay (headless)", "MB", [p["rss_mb"] for p in probes], loads, 200),
