@@ -50,10 +50,11 @@ PRELOAD = ("tui.app", "tui.screens.main_screen", "tui.screens.session_picker", "
            "core.config", "core.session_log", "core.engine", "core.watch", "rich.markdown", "rich.syntax",
            "textual.drivers.linux_driver", "textual.layouts.horizontal", "textual.layouts.stream",
            "textual.scrollbar", "textual.pilot", "concurrent.futures.thread", "ctypes")
-# The HTTP stack under the openai client, imported when the engine opens its first connection. Their names
-# follow the installed versions of openai and httpx: a module that is not there is not needed.
+# The HTTP stack under the openai client, imported when the engine opens its first connection, and GitPython,
+# imported by the first checkpoint. Their names follow the installed versions: a module that is not there is not
+# needed.
 OPTIONAL_PRELOAD = ("anyio._backends._asyncio", "anyio.streams.tls", "anyio.streams.stapled", "h11",
-                    "httpcore", "httpcore2", "truststore")
+                    "httpcore", "httpcore2", "truststore", "git")
 # Left on a terminal a killed child could not restore: alternate screen, mouse reporting, hidden cursor, the
 # kitty keyboard protocol, bracketed paste, focus events.
 TERMINAL_RESET = "\x1b[<u\x1b[?1000l\x1b[?1003l\x1b[?1015l\x1b[?1006l\x1b[?2004l\x1b[?1004l\x1b[?25h\x1b[?1049l"
