@@ -7,15 +7,17 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from agents.tool_context import ToolContext
 
+from core import session_log
 from core.audit import AuditLog
 from core.checkpoints import CheckpointStore
 from core.config import Settings, load_settings
 from core.engine import Engine
-from core.events import AssistantDelta
+from core.events import AssistantDelta, Event, Notice
 from core.policy import BudgetTracker, PolicyStore
 from core.session_log import SessionStore
 from tests.benchmarks.common import Figure, agent_env, load_average, percentile
@@ -38,7 +40,15 @@ def _settings(tmp: Path, name: str) -> Settings:
     return load_settings(agent_env("http://127.0.0.1:9/v1", workspace, state))
 
 
-def _emit_run(tmp: Path, index: int) -> tuple[list[float], float]:
+def _fsynced_event() -> Event:
+    return Notice(message=DELTA_TEXT)
+
+
+def _fragment() -> Event:
+    return AssistantDelta(message_id="msg-1", text=DELTA_TEXT)
+
+
+def _emit_run(tmp: Path, index: int, make: Callable[[], Event] = _fsynced_event) -> tuple[list[float], float]:
     """Per-event wall times, and the CPU seconds per event (what is left when the disk wait is taken out)."""
     settings = _settings(tmp, f"emit-{index}")
     session = SessionStore(settings.state_dir).create(workspace=settings.workspace, model="m", client="bench")
@@ -50,7 +60,7 @@ def _emit_run(tmp: Path, index: int) -> tuple[list[float], float]:
     cpu_before = time.process_time()
     try:
         for _ in range(EVENTS):
-            event = AssistantDelta(message_id="msg-1", text=DELTA_TEXT)
+            event = make()
             started = time.perf_counter()
             engine._emit(event)
             times.append(time.perf_counter() - started)
@@ -159,12 +169,19 @@ def engine_overhead(runs: int, tmp: Path) -> list[Figure]:
         p95s.append(1000 * percentile(times, 95))
         maxes.append(1000 * max(times))
         cpus.append(1000 * cpu)
-    note = f"{EVENTS:,} assistant_delta events into a real SessionLog ({len(DELTA_TEXT)} chars each)"
+    note = f"{EVENTS:,} notice events into a real SessionLog ({len(DELTA_TEXT)} chars each), each fsynced"
     figures = [Figure("disk floor: write + fsync, mean", "ms", floors, loads, note="same bytes, bare os.write+fsync"),
                Figure("Engine._emit per event, mean", "ms", means, loads, 2.0, note=note),
                Figure("Engine._emit per event, p95", "ms", p95s, loads, 2.0, note=note),
                Figure("Engine._emit per event, max", "ms", maxes, loads, note=note),
                Figure("Engine._emit CPU per event", "ms", cpus, loads, note="process_time: the cost besides the disk")]
+    fragments = [_emit_run(tmp, 100 + index, _fragment)[0] for index in range(runs)]
+    note = (f"{EVENTS:,} assistant_delta events: written at once, fsynced at most every "
+            f"{session_log.DELTA_SYNC_SECONDS} s")
+    figures += [Figure("Engine._emit per streamed fragment, mean", "ms",
+                       [1000 * statistics.fmean(times) for times in fragments], loads, note=note),
+                Figure("Engine._emit per streamed fragment, p95", "ms",
+                       [1000 * percentile(times, 95) for times in fragments], loads, note=note)]
     tool_loads: list[float] = []
     medians: dict[str, list[float]] = {}
     for index in range(runs):
