@@ -240,6 +240,7 @@ class DevAgentApp(App[None]):
     # ---- start-up and engine lifetime -------------------------------------------------------------------------
 
     def on_mount(self) -> None:
+        gc.freeze()  # the modules imported so far live as long as the app (see _replay)
         self.push_screen(self._main)
 
     def on_unmount(self) -> None:
