@@ -72,7 +72,15 @@ from core.events import (
     Usage,
     UserMessage,
 )
-from core.model import EndpointInfo, build_client, build_model, classify_error, discover, model_settings
+from core.model import (
+    EndpointInfo,
+    build_client,
+    build_model,
+    classify_error,
+    discover,
+    model_settings,
+    prepare_stream_types,
+)
 from core.policy import BudgetTracker, PolicyStore
 from core.session_log import SessionLog
 from core.textcalls import split_think, streamable_prefix
@@ -444,6 +452,7 @@ class Engine:
         self._reset_stream_state()
         session = None if role == "reviewer" else self.memory
         self.runtime.budget.reset()
+        await prepare_stream_types()  # the first run's types, built in a thread instead of on the event loop
         result = Runner.run_streamed(agent, run_input, context=self.runtime, session=session,
                                      max_turns=self.settings.max_turns, run_config=self._run_config())
         self._result = result

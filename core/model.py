@@ -7,6 +7,7 @@ import errno
 import itertools
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,6 +34,43 @@ from core.textcalls import recover_tool_calls
 from core.tls import plain_http_context
 
 YIELD_EVERY_S = 0.005
+
+_stream_types_lock = threading.Lock()
+_stream_types_built = False
+
+
+def _build_stream_types() -> None:
+    """Build the validators of the pydantic types a chat-completions stream goes through, once per process.
+
+    openai's types defer building their validators to first use: the first answer of a process built 22 of
+    them on the event loop, a 0.3-0.5 s freeze of keys and screen while its first words arrived. Built here,
+    in a thread, they cost the same once (about 8 MB, which is why not at start: an idle app never needs them).
+    """
+    global _stream_types_built
+    with _stream_types_lock:
+        if _stream_types_built:
+            return
+        from agents.models import chatcmpl_stream_handler
+        from openai import _base_client
+        from openai.types.chat import chat_completion_chunk, parsed_chat_completion
+        from openai.types.responses import response_usage
+        from pydantic import BaseModel
+
+        # The handler's event and output types, the chunks, the usage details built on their own, and what
+        # openai's client builds around a request (its parsed-completion and page types).
+        modules = (chat_completion_chunk, chatcmpl_stream_handler, response_usage, parsed_chat_completion,
+                   _base_client)
+        for module in modules:
+            for value in list(vars(module).values()):
+                if isinstance(value, type) and issubclass(value, BaseModel) and not value.__pydantic_complete__:
+                    value.model_rebuild()
+        _stream_types_built = True
+
+
+async def prepare_stream_types() -> None:
+    """Build the stream's types in a thread (the event loop keeps serving keys); at once when already built."""
+    if not _stream_types_built:
+        await asyncio.to_thread(_build_stream_types)
 
 # Agent work needs room for the system prompt, tool schemas, files and command output.
 MIN_CONTEXT_FOR_AGENT = 8192
@@ -203,6 +241,7 @@ class RecoveringChatCompletionsModel(OpenAIChatCompletionsModel):
         return response
 
     async def _fetch_response(self, *args: Any, **kwargs: Any) -> Any:
+        await prepare_stream_types()  # before the SDK builds its first Response, which would build it on the loop
         result = await super()._fetch_response(*args, **kwargs)
         if isinstance(result, tuple) and isinstance(result[1], openai.AsyncStream):
             response, stream = result
