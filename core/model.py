@@ -39,7 +39,7 @@ _stream_types_lock = threading.Lock()
 _stream_types_built = False
 
 
-def _build_stream_types() -> None:
+def build_stream_types() -> None:
     """Build the validators of the pydantic types a chat-completions stream goes through, once per process.
 
     openai's types defer building their validators to first use: the first answer of a process built 22 of
@@ -70,7 +70,7 @@ def _build_stream_types() -> None:
 async def prepare_stream_types() -> None:
     """Build the stream's types in a thread (the event loop keeps serving keys); at once when already built."""
     if not _stream_types_built:
-        await asyncio.to_thread(_build_stream_types)
+        await asyncio.to_thread(build_stream_types)
 
 # Agent work needs room for the system prompt, tool schemas, files and command output.
 MIN_CONTEXT_FOR_AGENT = 8192

@@ -339,6 +339,9 @@ def serve(run_app: Callable[[Sequence[str]], int]) -> int:
             with contextlib.suppress(ImportError):
                 importlib.import_module(module)
         cell_len("✓é")  # loads Rich's table of character widths
+        from core.model import build_stream_types
+
+        build_stream_types()  # each app's first run would build them (in a thread, but it waits for them)
         server = WarmServer(path, run_app, expected_env=import_time_env(os.environ), log=log)
         server.bind()
     except Exception as exc:  # whatever it is, the container must stay up
