@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 EVENT_TYPES: dict[str, type[Event]] = {}
 
@@ -29,10 +29,14 @@ class Event(BaseModel):
         if cls.TYPE:
             EVENT_TYPES[cls.TYPE] = cls
 
-    def __init__(self, **data: Any) -> None:
-        if "type" not in data and self.TYPE:
-            data["type"] = self.TYPE
-        super().__init__(**data)
+    @model_validator(mode="before")
+    @classmethod
+    def _default_type(cls, data: Any) -> Any:
+        # A validator, not __init__: pydantic runs a model's own __init__ inside every validation, so each
+        # event read from a log was validated twice.
+        if isinstance(data, dict) and "type" not in data and cls.TYPE:
+            return {**data, "type": cls.TYPE}
+        return data
 
     def to_json(self) -> str:
         data = self.model_dump(mode="json", exclude_none=False)
