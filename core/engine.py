@@ -122,6 +122,7 @@ class Engine:
         self.mode: ApprovalMode = settings.approval
         self._subscribers: list[Callable[[Event], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._preparing: asyncio.Future[None] | None = None
         self._result: RunResultStreaming | None = None
         self._cancel_requested = False
         self._state: RunState[Any] | None = None
@@ -314,11 +315,21 @@ class Engine:
         self._notes.append("Note: the operator changed these files outside the agent; read them again before "
                            "editing: " + ", ".join(paths[:20]))
 
+    def prepare_run(self) -> None:
+        """A message is being typed: build what a first run needs now, in a thread, so its submit need not wait.
+
+        Costs nothing once done; an idle session that never gets a message never pays for it.
+        """
+        if self._preparing is None:
+            self._preparing = asyncio.ensure_future(prepare_stream_types())
+
     async def wait_idle(self) -> None:
         while self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
 
     async def close(self) -> None:
+        if self._preparing is not None and not self._preparing.done():
+            await asyncio.wait([self._preparing])  # a thread cannot be cancelled; a failure shows at submit
         if self.busy:
             await self.cancel()
             try:

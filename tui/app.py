@@ -472,6 +472,12 @@ class DevAgentApp(App[None]):
         if chosen:
             await self._on_open_session(chosen)
 
+    @on(PromptInput.Changed)
+    def _typing(self, event: PromptInput.Changed) -> None:
+        # The first run's types are built while the message is typed, not after Enter (Engine.prepare_run).
+        if self._engine is not None and event.text_area.text:
+            self._engine.prepare_run()
+
     @on(PromptInput.Submitted)
     def _submit(self, message: PromptInput.Submitted) -> None:
         text = message.text.strip()

@@ -65,6 +65,9 @@ class RecordingEngine:
     async def submit(self, text: str) -> None:
         self.ops.append(("submit", text))
 
+    def prepare_run(self) -> None:
+        self.ops.append(("prepare_run",))
+
     async def approve(self, call_id: str, *, always: bool = False) -> None:
         self.ops.append(("approve", call_id, always))
 

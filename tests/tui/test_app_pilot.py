@@ -481,3 +481,12 @@ async def test_opening_another_session_closes_the_engine_and_replays_the_new_one
         assert not screen.transcript.query(".assistant-message")
         assert screen.diff.border_title == "Diff" and str(screen.plan.render()) == "no plan yet"
         assert app.last_answer == ""
+
+
+async def test_typing_a_message_prepares_the_engine_for_its_first_run() -> None:
+    app, engine = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        assert ("prepare_run",) not in engine.ops
+        await pilot.press("h", "i")
+        assert engine.ops.count(("prepare_run",)) == 2  # every change asks; the engine prepares once
