@@ -29,6 +29,22 @@ def _writable(path: Path) -> str | None:
     return None
 
 
+def _warm_start() -> Check:
+    """Whether agent-tui's warm server runs (information only: agent-tui starts cold without it)."""
+    from core.warmstart import code_stamp, ping, socket_path
+
+    path = socket_path(os.environ)
+    answer = ping(path)
+    if answer is None:
+        detail = (f"no warm server on {path}: agent-tui starts cold (the container's command is "
+                  "`agent-tui --warm-server`; `docker logs` says why it is not up)")
+    elif answer.get("stamp") != code_stamp():
+        detail = f"server {answer['server']} runs older code: it restarts itself at the next agent-tui"
+    else:
+        detail = f"server {answer['server']} ready on {path}: agent-tui starts in a fraction of a cold start"
+    return Check("warm start", True, detail)
+
+
 async def run_checks(settings: Settings, *, quick: bool = False) -> list[Check]:
     checks: list[Check] = []
     ws = settings.workspace
@@ -52,6 +68,7 @@ async def run_checks(settings: Settings, *, quick: bool = False) -> list[Check]:
     except PolicyError as exc:
         checks.append(Check("policies", False, exc.message, "fix the file and line named, then "
                                                             "`agent policies validate`"))
+    checks.append(_warm_start())
     if quick:
         return checks
     from core.model import discover

@@ -17,33 +17,26 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import json
 import os
 import signal
-import site
 import socket
 import stat
-import struct
 import sys
 import termios
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
-SOCKET_ENV = "AGENT_TUI_SOCKET"
+from core.warmstart import CONNECT_TIMEOUT_S, MAX_MESSAGE, code_stamp, peer_uid, socket_path
+
 WARM_ENV = "AGENT_TUI_WARM"
 OFF_VALUES = frozenset({"0", "off", "false", "no"})
 # Environment variables Textual reads when it is imported (textual.constants): a server imported Textual with
 # its own values, so a client whose values differ starts cold rather than get the server's.
 IMPORT_TIME_PREFIXES = ("TEXTUAL",)
 IMPORT_TIME_NAMES = frozenset({"ESCDELAY"})
-# A request holds the whole environment: far below the socket's buffer, far above any real environment.
-MAX_MESSAGE = 1 << 20
-CONNECT_TIMEOUT_S = 5.0
 FORWARDED_SIGNALS = (signal.SIGWINCH, signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCONT)
-PACKAGES = ("core", "tools", "tui")
 # What a warm child would otherwise import on the way to its first frame and its engine (measured: the modules
 # a child imported that its server had not).
 PRELOAD = ("tui.app", "tui.screens.main_screen", "tui.screens.session_picker", "tui.screens.approval_screen",
@@ -64,40 +57,9 @@ class WarmStartRefused(Exception):
     """The server will not start this client (the client then starts cold)."""
 
 
-def socket_path(env: Mapping[str, str]) -> str:
-    """`$AGENT_TUI_SOCKET`, else `agent-tui.sock` in `$XDG_RUNTIME_DIR` or in `/tmp/dev-agent-UID/`."""
-    if env.get(SOCKET_ENV):
-        return env[SOCKET_ENV]
-    runtime = env.get("XDG_RUNTIME_DIR", "")
-    folder = runtime if runtime and os.path.isdir(runtime) else f"/tmp/dev-agent-{os.getuid()}"
-    return os.path.join(folder, "agent-tui.sock")
-
-
 def import_time_env(env: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in env.items()
             if key.startswith(IMPORT_TIME_PREFIXES) or key in IMPORT_TIME_NAMES}
-
-
-def code_stamp() -> str:
-    """Changes when our code or the installed packages change (pip adds or removes a dist-info folder)."""
-    digest = hashlib.sha1(sys.version.encode())
-    root = Path(__file__).resolve().parent.parent
-    for package in PACKAGES:
-        for folder, _dirs, files in os.walk(root / package):
-            for name in sorted(files):
-                if name.endswith((".py", ".tcss")):
-                    info = os.stat(os.path.join(folder, name))
-                    digest.update(f"{folder}/{name}:{info.st_mtime_ns}:{info.st_size}".encode())
-    for packages in site.getsitepackages():
-        with contextlib.suppress(OSError):
-            digest.update(f"{packages}:{os.stat(packages).st_mtime_ns}".encode())
-    return digest.hexdigest()
-
-
-def _peer_uid(sock: socket.socket) -> int:
-    _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                          struct.calcsize("3i")))
-    return uid
 
 
 def _send(sock: socket.socket, message: dict[str, Any]) -> None:
@@ -126,7 +88,7 @@ def run_client(argv: Sequence[str], env: Mapping[str, str]) -> int | None:
     try:
         sock.settimeout(CONNECT_TIMEOUT_S)
         sock.connect(path)
-        if _peer_uid(sock) != os.getuid():
+        if peer_uid(sock) != os.getuid():
             return None
         umask = os.umask(0o022)
         os.umask(umask)
@@ -245,12 +207,15 @@ class WarmServer:
                 conn.close()
 
     def handle(self, conn: socket.socket) -> None:
-        if _peer_uid(conn) != os.getuid():
+        if peer_uid(conn) != os.getuid():
             raise WarmStartRefused("the client runs as another user")
         conn.settimeout(CONNECT_TIMEOUT_S)
         data, fds, _flags, _addr = socket.recv_fds(conn, MAX_MESSAGE, 3)
         try:
             request = json.loads(data)
+            if request.get("ping"):  # `agent doctor` asks whether we run, and which code
+                _send(conn, {"server": os.getpid(), "stamp": self.stamp})
+                return
             if request.get("stamp") != self.stamp:
                 raise WarmStartRefused(STALE)
             if request.get("import_env") != self.expected_env:

@@ -108,8 +108,12 @@ def test_doctor_reports_each_check(env: dict[str, str], monkeypatch: pytest.Monk
     monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{port}/v1")
     assert main(["doctor"]) == 3
     assert "lms server start --bind 0.0.0.0" in capsys.readouterr().out
+    monkeypatch.setenv("AGENT_TUI_SOCKET", str(env["AGENT_STATE_DIR"]) + "/no-server.sock")
     assert main(["doctor", "--quick", "--json"]) == 0
-    assert {c["name"] for c in json.loads(capsys.readouterr().out)} == {"workspace", "state dir", "policies"}
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)}
+    assert set(checks) == {"workspace", "state dir", "policies", "warm start"}
+    # Information only: a missing warm server never fails the check (nor the container's health check).
+    assert checks["warm start"]["ok"] and "agent-tui starts cold" in checks["warm start"]["detail"]
 
 
 def test_run_prints_readable_progress_and_exits_0(env: dict[str, str], monkeypatch: pytest.MonkeyPatch,

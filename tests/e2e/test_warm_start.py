@@ -186,3 +186,11 @@ def test_a_policy_reload_keeps_the_app_and_a_hang_up_ends_it(
         assert time.monotonic() < deadline, "the app kept running after its terminal closed"
         time.sleep(0.05)
     assert warm_server.proc.poll() is None, "the server must outlive its apps"
+
+
+def test_doctor_says_the_warm_server_is_ready(warm_server: WarmServer, warm_env: dict[str, str]) -> None:
+    agent = str(Path(AGENT_TUI).with_name("agent"))
+    done = subprocess.run([agent, "doctor", "--quick"], env=warm_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"OK   warm start: server {warm_server.proc.pid} ready on" in done.stdout, done.stdout
+    assert warm_server.children() == [], "a ping starts no app"

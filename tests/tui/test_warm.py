@@ -6,13 +6,15 @@ import json
 import os
 import pty
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tui import warm
-from tui.warm import STALE, WarmServer, WarmStartRefused, code_stamp, import_time_env, run_client, socket_path
+from core import warmstart
+from core.warmstart import code_stamp, ping, socket_path
+from tui.warm import STALE, WarmServer, WarmStartRefused, import_time_env, run_client
 
 
 def never_run(argv: object) -> int:
@@ -104,7 +106,26 @@ def test_the_stamp_follows_the_code(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     (tmp_path / "tui").mkdir()
     module = tmp_path / "tui" / "x.py"
     module.write_text("a = 1\n")
-    monkeypatch.setattr(warm, "__file__", str(tmp_path / "tui" / "warm.py"))
+    monkeypatch.setattr(warmstart, "__file__", str(tmp_path / "core" / "warmstart.py"))
     before = code_stamp()
     module.write_text("a = 22\n")
     assert code_stamp() != before
+
+
+def test_a_ping_is_answered_with_the_servers_pid_and_code_and_starts_nothing(server: WarmServer) -> None:
+    server.bind()
+    assert server.listener is not None
+    answers: list[dict[str, object] | None] = []
+    asker = threading.Thread(target=lambda: answers.append(ping(server.path)))
+    asker.start()
+    conn, _ = server.listener.accept()
+    with conn:
+        server.handle(conn)  # never_run: the app must not start
+    asker.join(10)
+    assert answers == [{"server": os.getpid(), "stamp": server.stamp}]
+
+
+def test_no_server_answers_no_ping(tmp_path: Path) -> None:
+    assert ping(str(tmp_path / "none.sock")) is None
+    (tmp_path / "file.sock").write_text("")
+    assert ping(str(tmp_path / "file.sock")) is None
