@@ -57,18 +57,48 @@ def peer_uid(sock: socket.socket) -> int:
     return uid
 
 
+def send_message(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.send(json.dumps(message).encode())
+
+
+def receive_message(sock: socket.socket) -> dict[str, Any]:
+    """The next message (SOCK_SEQPACKET keeps their bounds); an empty one when the other end closed."""
+    message = json.loads(sock.recv(MAX_MESSAGE) or b"{}")
+    if not isinstance(message, dict):
+        raise ValueError(f"not a message: {message!r}")
+    return message
+
+
+def connect(path: str) -> socket.socket | None:
+    """A connection to this user's warm server at `path`; None when there is none (no socket, another user's,
+    nobody listening)."""
+    try:
+        info = os.stat(path)
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
+            return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except OSError:
+        return None
+    try:
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        sock.connect(path)
+        if peer_uid(sock) == os.getuid():
+            return sock
+    except OSError:
+        pass
+    sock.close()
+    return None
+
+
 def ping(path: str) -> dict[str, Any] | None:
     """The server's answer to a ping ({"server": pid, "stamp"}), or None when no server of this user answers."""
-    try:
-        if not stat.S_ISSOCK(os.stat(path).st_mode):
-            return None
-        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
-            sock.settimeout(CONNECT_TIMEOUT_S)
-            sock.connect(path)
-            if peer_uid(sock) != os.getuid():
-                return None
-            sock.send(json.dumps({"ping": True}).encode())
-            reply = json.loads(sock.recv(MAX_MESSAGE) or b"{}")
-    except (OSError, ValueError):
+    sock = connect(path)
+    if sock is None:
         return None
-    return reply if isinstance(reply, dict) and "server" in reply else None
+    with sock:
+        try:
+            send_message(sock, {"ping": True})
+            reply = receive_message(sock)
+        except (OSError, ValueError):
+            return None
+    return reply if "server" in reply else None

@@ -28,7 +28,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from core.warmstart import CONNECT_TIMEOUT_S, MAX_MESSAGE, code_stamp, peer_uid, socket_path
+from core.warmstart import (
+    CONNECT_TIMEOUT_S,
+    MAX_MESSAGE,
+    code_stamp,
+    connect,
+    peer_uid,
+    receive_message,
+    send_message,
+    socket_path,
+)
 
 WARM_ENV = "AGENT_TUI_WARM"
 OFF_VALUES = frozenset({"0", "off", "false", "no"})
@@ -62,10 +71,6 @@ def import_time_env(env: Mapping[str, str]) -> dict[str, str]:
             if key.startswith(IMPORT_TIME_PREFIXES) or key in IMPORT_TIME_NAMES}
 
 
-def _send(sock: socket.socket, message: dict[str, Any]) -> None:
-    sock.send(json.dumps(message).encode())
-
-
 # --------------------------------------------------------------------------- client
 
 
@@ -76,33 +81,27 @@ def run_client(argv: Sequence[str], env: Mapping[str, str]) -> int | None:
     """
     if env.get(WARM_ENV, "").strip().lower() in OFF_VALUES:
         return None
-    path = socket_path(env)
     try:
-        info = os.stat(path)
         cwd = os.getcwd()
     except OSError:
         return None
-    if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
+    sock = connect(socket_path(env))
+    if sock is None:
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        sock.settimeout(CONNECT_TIMEOUT_S)
-        sock.connect(path)
-        if peer_uid(sock) != os.getuid():
-            return None
+    with sock:
         umask = os.umask(0o022)
         os.umask(umask)
         request = {"argv": list(argv), "env": dict(env), "cwd": cwd, "umask": umask, "stamp": code_stamp(),
                    "import_env": import_time_env(env)}
-        socket.send_fds(sock, [json.dumps(request).encode()], [0, 1, 2])
-        reply = json.loads(sock.recv(MAX_MESSAGE) or b"{}")
+        try:
+            socket.send_fds(sock, [json.dumps(request).encode()], [0, 1, 2])
+            reply = receive_message(sock)
+        except (OSError, ValueError):
+            return None
         if "pid" not in reply:
             return None
+        # From here the terminal is the app's: whatever happens, never start a second app cold.
         return _wait_for_child(sock, int(reply["pid"]))
-    except (OSError, ValueError):
-        return None
-    finally:
-        sock.close()
 
 
 def _wait_for_child(sock: socket.socket, pid: int) -> int:
@@ -121,12 +120,11 @@ def _wait_for_child(sock: socket.socket, pid: int) -> int:
     sock.settimeout(None)
     while True:
         try:
-            data = sock.recv(MAX_MESSAGE)
-        except OSError:
-            data = b""
-        if not data:
+            message = receive_message(sock)
+        except (OSError, ValueError):
             break
-        message = json.loads(data)
+        if not message:
+            break
         if "exit" in message:
             return int(message["exit"])
     # The child died without a word (SIGKILL, a crash): give the terminal back in a usable state.
@@ -197,7 +195,7 @@ class WarmServer:
                 self.handle(conn)
             except WarmStartRefused as refused:
                 with contextlib.suppress(OSError):
-                    _send(conn, {"refused": str(refused)})
+                    send_message(conn, {"refused": str(refused)})
                 print(f"agent-tui warm server: client refused: {refused}", file=self.log, flush=True)
                 if refused.args and refused.args[0] == STALE:
                     self.restart()
@@ -214,7 +212,7 @@ class WarmServer:
         try:
             request = json.loads(data)
             if request.get("ping"):  # `agent doctor` asks whether we run, and which code
-                _send(conn, {"server": os.getpid(), "stamp": self.stamp})
+                send_message(conn, {"server": os.getpid(), "stamp": self.stamp})
                 return
             if request.get("stamp") != self.stamp:
                 raise WarmStartRefused(STALE)
@@ -248,7 +246,7 @@ class WarmServer:
             os.environ.update(request["env"])
             _reopen_stdio()
             conn.settimeout(None)
-            _send(conn, {"pid": os.getpid()})
+            send_message(conn, {"pid": os.getpid()})
             code = self.run_app(request["argv"])
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
@@ -260,7 +258,7 @@ class WarmServer:
             with contextlib.suppress(BaseException):
                 sys.stdout.flush()
                 sys.stderr.flush()
-                _send(conn, {"exit": code})
+                send_message(conn, {"exit": code})
             os._exit(code)
 
     def restart(self) -> None:
