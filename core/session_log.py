@@ -188,12 +188,10 @@ class SessionLog:
             data = (recorded.to_json() + "\n").encode("utf-8")
             try:
                 _write_all(self._fd, data)
-                now = time.monotonic()
-                if isinstance(event, DELTA_EVENTS) and now - self._synced_at < DELTA_SYNC_SECONDS:
+                if isinstance(event, DELTA_EVENTS) and time.monotonic() - self._synced_at < DELTA_SYNC_SECONDS:
                     self._unsynced = True
                 else:
-                    os.fsync(self._fd)
-                    self._synced_at, self._unsynced = now, False
+                    self._sync_log()
             except OSError as exc:
                 # Cut a partial line now: the next append must not land behind half an event.
                 with contextlib.suppress(OSError):
@@ -283,8 +281,8 @@ class SessionLog:
             if self._fd is not None:
                 if self._unsynced:
                     with contextlib.suppress(OSError):
-                        os.fsync(self._fd)
-                    self._unsynced = False
+                        self._sync_log()
+                    self._unsynced = False  # closing anyway: meta must not try again
                 if self._unsaved:
                     self._write_meta()
                 os.close(self._fd)
@@ -315,10 +313,14 @@ class SessionLog:
         self._fd = fd
         self._size = size
 
+    def _sync_log(self) -> None:
+        assert self._fd is not None
+        os.fsync(self._fd)
+        self._synced_at, self._unsynced = time.monotonic(), False
+
     def _write_meta(self) -> None:
-        if self._unsynced and self._fd is not None:  # meta never counts events the log could still lose
-            os.fsync(self._fd)
-            self._synced_at, self._unsynced = time.monotonic(), False
+        if self._unsynced:  # meta never counts events the log could still lose
+            self._sync_log()
         _atomic_write(self.dir / META_FILE, self._meta.model_dump_json(indent=2))
         self._unsaved = 0
         self._meta_stale = False

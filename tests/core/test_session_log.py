@@ -144,17 +144,23 @@ def test_append_assigns_seq_and_ts_and_reads_back(store: SessionStore, workspace
     log.close()
 
 
-def test_append_fsyncs_the_log_before_returning(store: SessionStore, workspace: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    log = new_session(store, workspace)
+def record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the name of every file fsynced, in order."""
     synced: list[str] = []
     real_fsync = os.fsync
 
-    def counting_fsync(fd: int) -> None:
+    def recording_fsync(fd: int) -> None:
         synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
         real_fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", counting_fsync)
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return synced
+
+
+def test_append_fsyncs_the_log_before_returning(store: SessionStore, workspace: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    log = new_session(store, workspace)
+    synced = record_fsyncs(monkeypatch)
     log.append(Notice(message="ordinary event: the log only"))
     assert synced == ["events.jsonl"]
     synced.clear()
@@ -167,14 +173,7 @@ def test_append_fsyncs_the_log_before_returning(store: SessionStore, workspace: 
 def test_streamed_fragments_are_written_at_once_and_fsynced_at_most_every_delta_sync_seconds(
         store: SessionStore, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = new_session(store, workspace)
-    synced: list[int] = []
-    real_fsync = os.fsync
-
-    def counting_fsync(fd: int) -> None:
-        synced.append(fd)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", counting_fsync)
+    synced = record_fsyncs(monkeypatch)
     monkeypatch.setattr(session_log_module, "DELTA_SYNC_SECONDS", 3600.0)
     log.append(Notice(message="synced"))
     synced.clear()
@@ -198,15 +197,8 @@ def test_streamed_fragments_are_written_at_once_and_fsynced_at_most_every_delta_
 def test_meta_never_counts_fragments_that_are_not_fsynced(store: SessionStore, workspace: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     log = new_session(store, workspace)
-    order: list[str] = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd: int) -> None:
-        order.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
     log.append(Notice(message="synced"))
-    monkeypatch.setattr(os, "fsync", recording_fsync)
+    order = record_fsyncs(monkeypatch)
     monkeypatch.setattr(session_log_module, "DELTA_SYNC_SECONDS", 3600.0)
     for n in range(META_EVERY_EVENTS):
         log.append(AssistantDelta(message_id="m", text=f"{n} "))
