@@ -53,6 +53,11 @@ class Figure:
         return data
 
 
+def ensure_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def load_average() -> float:
     """The 1-minute load average: two shared cores make every wall time depend on it."""
     return os.getloadavg()[0]

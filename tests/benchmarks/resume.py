@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from tests.benchmarks.common import (
     VENV_BIN,
     Figure,
     ModelServerProcess,
+    Tmux,
     agent_env,
     load_average,
     rss_mb,
@@ -66,39 +68,48 @@ def resume(runs: int, tmp: Path) -> list[Figure]:
     return figures + _resume_tmux(runs, tmp, state, session_id)
 
 
+def resume_in_tmux(tmux: Tmux, env: dict[str, str], state: Path, session_id: str, runs: int, tmp: Path, *,
+                   app_of: Callable[[int], int] = lambda client: client, rss: bool = True) -> dict[str, list[float]]:
+    """`agent-tui --resume ID` in tmux 120x40, each run over its own copy of `state` (resuming records
+    session_resumed): spawn -> the last answer on screen, -> the engine connected, and the RSS of the app
+    (`app_of` finds it for the spawned agent-tui) once it settled."""
+    readings: dict[str, list[float]] = {"shown": [], "ready": [], "rss": [], "loads": []}
+    for index in range(runs):
+        copy = tmp / f"state-copy-{index}"
+        shutil.copytree(state, copy)
+        readings["loads"].append(load_average())
+        name, spawned = tmux.spawn([str(VENV_BIN / "agent-tui"), "--resume", session_id],
+                                   {**env, "AGENT_STATE_DIR": str(copy)}, (120, 40))
+        client = tmux.pid(name)
+        try:
+            wait_until(lambda name=name: LAST_ANSWER_MARK in tmux.capture(name), 120, "the last answer")
+            readings["shown"].append(time.perf_counter() - spawned)
+            app = app_of(client)
+            # The log is shown before the engine is up: the resume is complete once the engine is connected.
+            # The engine records session_resumed when it is up (the log holds none before).
+            wait_until(lambda name=name: "session resumed" in tmux.capture(name)
+                       and "connecting" not in tmux.capture(name), 120, "the engine to start")
+            readings["ready"].append(time.perf_counter() - spawned)
+            if rss:
+                time.sleep(RSS_SETTLE_S)
+                readings["rss"].append(rss_mb(app))
+        finally:
+            stop_tui(tmux, name, client)
+        shutil.rmtree(copy, ignore_errors=True)
+    return readings
+
+
 def _resume_tmux(runs: int, tmp: Path, state: Path, session_id: str) -> list[Figure]:
     """The real thing: `agent-tui --resume ID` in tmux, spawn -> the session's last answer on screen."""
-    times: list[float] = []
-    ready: list[float] = []
-    rss: list[float] = []
-    loads: list[float] = []
     with ModelServerProcess([], tmp) as server, tmux_server() as tmux:
-        for index in range(runs):
-            # Resuming records session_resumed: every run gets its own copy of the untouched session.
-            copy = tmp / f"state-copy-{index}"
-            shutil.copytree(state, copy)
-            env = agent_env(server.url, tmp / "ws", copy)
-            loads.append(load_average())
-            name, spawned = tmux.spawn([str(VENV_BIN / "agent-tui"), "--resume", session_id], env, (120, 40))
-            pid = tmux.pid(name)
-            try:
-                wait_until(lambda name=name: LAST_ANSWER_MARK in tmux.capture(name), 120, "the last answer")
-                times.append(time.perf_counter() - spawned)
-                # The log is shown before the engine is up: the resume is complete once the engine is connected.
-                # The engine records session_resumed when it is up (the log holds none before).
-                wait_until(lambda name=name: "session resumed" in tmux.capture(name)
-                           and "connecting" not in tmux.capture(name), 120, "the engine to start")
-                ready.append(time.perf_counter() - spawned)
-                time.sleep(RSS_SETTLE_S)
-                rss.append(rss_mb(pid))
-            finally:
-                stop_tui(tmux, name, pid)
-            shutil.rmtree(copy, ignore_errors=True)
+        readings = resume_in_tmux(tmux, agent_env(server.url, tmp / "ws", state), state, session_id, runs, tmp)
+    loads = readings["loads"]
     note = "agent-tui --resume in tmux 120x40, spawn -> last answer on screen (includes start-up)"
-    return [Figure("resume: agent-tui --resume, spawn -> last answer (tmux)", "s", times, loads, note=note),
-            Figure("resume: agent-tui --resume, spawn -> engine connected (tmux)", "s", ready, loads,
+    return [Figure("resume: agent-tui --resume, spawn -> last answer (tmux)", "s", readings["shown"], loads,
+                   note=note),
+            Figure("resume: agent-tui --resume, spawn -> engine connected (tmux)", "s", readings["ready"], loads,
                    note="the SDK imported, the endpoint checked, the session locked: ready for a new message"),
-            Figure("resume: RSS after resume (tmux)", "MB", rss, loads, 200, note="engine connected")]
+            Figure("resume: RSS after resume (tmux)", "MB", readings["rss"], loads, 200, note="engine connected")]
 
 
 def picker(runs: int, tmp: Path) -> list[Figure]:

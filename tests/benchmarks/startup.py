@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.benchmarks.common import (
@@ -14,6 +15,7 @@ from tests.benchmarks.common import (
     agent_env,
     connected,
     cpu_seconds,
+    ensure_dir,
     input_box,
     load_average,
     rss_mb,
@@ -28,16 +30,16 @@ SIZES = ((80, 24), (120, 40))
 TYPED = "z"
 
 
-def _one_cold_start(tmux: Tmux, env: dict[str, str], size: tuple[int, int]
-                    ) -> tuple[float, float, float, float]:
+def one_start(tmux: Tmux, env: dict[str, str], size: tuple[int, int],
+              app_of: Callable[[int], int] = lambda client: client) -> tuple[float, float, float, float]:
     """Spawn -> first frame, -> a character typed at the first frame shows, -> engine connected, and CPU-s used by
-    the first frame."""
+    the first frame: of the spawned agent-tui, or of the app `app_of` finds for it (a warm start's fork)."""
     name, spawned = tmux.spawn([str(VENV_BIN / "agent-tui")], env, size)
     pid = tmux.pid(name)
     try:
         wait_until(lambda: shows_app(tmux.capture(name)), 20, "the first frame")
         first_frame = time.perf_counter() - spawned
-        cpu = cpu_seconds(pid)
+        cpu = cpu_seconds(app_of(pid))
         tmux.send_text(name, TYPED)
         wait_until(lambda: TYPED in input_box(tmux.capture(name)), 20, "the typed character")
         interactive = time.perf_counter() - spawned
@@ -52,8 +54,8 @@ def cold_start(runs: int, tmp: Path) -> list[Figure]:
     figures: list[Figure] = []
     with ModelServerProcess([], tmp) as server, tmux_server() as tmux:
         for size in SIZES:
-            env = agent_env(server.url, _dir(tmp / "ws"), _dir(tmp / f"state-cold-{size[0]}"))
-            _one_cold_start(tmux, env, size)  # warm-up: .pyc files and the page cache, as on a second launch
+            env = agent_env(server.url, ensure_dir(tmp / "ws"), ensure_dir(tmp / f"state-cold-{size[0]}"))
+            one_start(tmux, env, size)  # warm-up: .pyc files and the page cache, as on a second launch
             frames: list[float] = []
             ready: list[float] = []
             engines: list[float] = []
@@ -61,7 +63,7 @@ def cold_start(runs: int, tmp: Path) -> list[Figure]:
             loads: list[float] = []
             for _ in range(runs):
                 loads.append(load_average())
-                first, interactive, engine, used = _one_cold_start(tmux, env, size)
+                first, interactive, engine, used = one_start(tmux, env, size)
                 frames.append(first)
                 ready.append(interactive)
                 engines.append(engine)
@@ -79,8 +81,8 @@ def cold_start(runs: int, tmp: Path) -> list[Figure]:
 
 
 def cli_wall_times(runs: int, tmp: Path) -> list[Figure]:
-    state = _dir(tmp / "state-cli")
-    workspace = _dir(tmp / "ws")
+    state = ensure_dir(tmp / "state-cli")
+    workspace = ensure_dir(tmp / "ws")
     make_sessions(state, workspace, 1000)
     env = agent_env("http://127.0.0.1:9/v1", workspace, state)
     figures = []
@@ -104,7 +106,7 @@ def idle(runs: int, tmp: Path, settle_s: float = 10.0, sample_s: float = 10.0) -
     cpu: list[float] = []
     loads: list[float] = []
     with ModelServerProcess([], tmp) as server, tmux_server() as tmux:
-        env = agent_env(server.url, _dir(tmp / "ws"), _dir(tmp / "state-idle"))
+        env = agent_env(server.url, ensure_dir(tmp / "ws"), ensure_dir(tmp / "state-idle"))
         for _ in range(runs):
             name, _spawned = tmux.spawn([str(VENV_BIN / "agent-tui")], env, (120, 40))
             pid = tmux.pid(name)
@@ -121,8 +123,3 @@ def idle(runs: int, tmp: Path, settle_s: float = 10.0, sample_s: float = 10.0) -
     note = f"{settle_s:.0f} s after the engine started, /proc sampled over {sample_s:.0f} s, 120x40"
     return [Figure("idle agent-tui RSS", "MB", rss, loads, 120, note=note),
             Figure("idle agent-tui CPU", "%", cpu, loads, 1.0, note=note)]
-
-
-def _dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,20 +16,18 @@ from tests.benchmarks.common import (
     agent_env,
     children,
     connected,
-    cpu_seconds,
-    input_box,
+    ensure_dir,
     load_average,
     pss_mb,
     rss_mb,
-    shows_app,
     stop_tui,
     tmux_server,
     wait_until,
 )
-from tests.benchmarks.workloads import LAST_ANSWER_MARK, write_long_session
+from tests.benchmarks.resume import resume_in_tmux
+from tests.benchmarks.startup import SIZES, one_start
+from tests.benchmarks.workloads import write_long_session
 
-SIZES = ((80, 24), (120, 40))
-TYPED = "z"
 RESUME_EVENTS = 10_000
 
 
@@ -56,36 +53,20 @@ def _app(server: int) -> int:
     return apps[0]
 
 
-def _dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _one_warm_start(tmux: Tmux, server: int, env: dict[str, str], size: tuple[int, int]
                     ) -> tuple[float, float, float, float]:
-    """Spawn -> first frame, -> a typed key shows, -> engine connected; CPU-s of the app at its first frame."""
-    name, spawned = tmux.spawn([str(VENV_BIN / "agent-tui")], env, size)
-    client = tmux.pid(name)
+    """startup.one_start with the CPU-s of the app the server forked; then waits for that app to end."""
     try:
-        wait_until(lambda: shows_app(tmux.capture(name)), 20, "the first frame")
-        first_frame = time.perf_counter() - spawned
-        cpu = cpu_seconds(_app(server))
-        tmux.send_text(name, TYPED)
-        wait_until(lambda: TYPED in input_box(tmux.capture(name)), 20, "the typed character")
-        interactive = time.perf_counter() - spawned
-        wait_until(lambda: connected(tmux.capture(name)), 20, "the engine to start")
-        engine = time.perf_counter() - spawned
+        return one_start(tmux, env, size, app_of=lambda _client: _app(server))
     finally:
-        stop_tui(tmux, name, client)
         wait_until(lambda: not children(server), 10, "the app to end")
-    return first_frame, interactive, engine, cpu
 
 
 def warm_start(runs: int, tmp: Path) -> list[Figure]:
     figures: list[Figure] = []
     with ModelServerProcess([], tmp) as model, tmux_server() as tmux:
-        env = agent_env(model.url, _dir(tmp / "ws"), _dir(tmp / "state-warm"))
-        env.update(AGENT_TUI_WARM="on", AGENT_TUI_SOCKET=str(_dir(tmp / "run") / "agent-tui.sock"))
+        env = agent_env(model.url, ensure_dir(tmp / "ws"), ensure_dir(tmp / "state-warm"))
+        env.update(AGENT_TUI_WARM="on", AGENT_TUI_SOCKET=str(ensure_dir(tmp / "run") / "agent-tui.sock"))
         with warm_server(env, tmp) as server:
             for size in SIZES:
                 _one_warm_start(tmux, server.pid, env, size)  # warm-up, as for the cold start
@@ -115,29 +96,12 @@ def _resume(runs: int, tmux: Tmux, server: int, env: dict[str, str], tmp: Path) 
     """`agent-tui --resume ID` of a 10,000-event session, warm: as resume.py measures it cold."""
     state = tmp / "state-long"
     session_id = write_long_session(state, Path(env["AGENT_WORKSPACE"]), RESUME_EVENTS)
-    shown: list[float] = []
-    ready: list[float] = []
-    loads: list[float] = []
-    for index in range(runs):
-        copy = tmp / f"state-copy-{index}"  # resuming records session_resumed: each run gets an untouched copy
-        shutil.copytree(state, copy)
-        loads.append(load_average())
-        name, spawned = tmux.spawn([str(VENV_BIN / "agent-tui"), "--resume", session_id],
-                                   {**env, "AGENT_STATE_DIR": str(copy)}, (120, 40))
-        client = tmux.pid(name)
-        try:
-            wait_until(lambda name=name: LAST_ANSWER_MARK in tmux.capture(name), 120, "the last answer")
-            shown.append(time.perf_counter() - spawned)
-            _app(server)
-            wait_until(lambda name=name: "session resumed" in tmux.capture(name)
-                       and "connecting" not in tmux.capture(name), 120, "the engine to start")
-            ready.append(time.perf_counter() - spawned)
-        finally:
-            stop_tui(tmux, name, client)
-        shutil.rmtree(copy, ignore_errors=True)
+    readings = resume_in_tmux(tmux, env, state, session_id, runs, tmp, app_of=lambda _client: _app(server),
+                              rss=False)
+    loads = readings["loads"]
     note = f"agent-tui --resume of a {RESUME_EVENTS:,}-event session, warm, tmux 120x40"
-    return [Figure("warm resume: spawn -> last answer (tmux)", "s", shown, loads, note=note),
-            Figure("warm resume: spawn -> engine connected (tmux)", "s", ready, loads, note=note)]
+    return [Figure("warm resume: spawn -> last answer (tmux)", "s", readings["shown"], loads, note=note),
+            Figure("warm resume: spawn -> engine connected (tmux)", "s", readings["ready"], loads, note=note)]
 
 
 def _idle_memory(tmux: Tmux, server: int, env: dict[str, str], settle_s: float = 10.0) -> list[Figure]:
