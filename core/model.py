@@ -241,7 +241,6 @@ class RecoveringChatCompletionsModel(OpenAIChatCompletionsModel):
         return response
 
     async def _fetch_response(self, *args: Any, **kwargs: Any) -> Any:
-        await prepare_stream_types()  # before the SDK builds its first Response, which would build it on the loop
         result = await super()._fetch_response(*args, **kwargs)
         if isinstance(result, tuple) and isinstance(result[1], openai.AsyncStream):
             response, stream = result
