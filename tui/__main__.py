@@ -229,11 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_app(argv: Sequence[str]) -> int:
-    """The app in this process (a cold start, or a child of the warm server)."""
+    """The app in this process, on a terminal main() or the warm server checked: a cold start, or a child of the
+    warm server (whose environment is the client's, adjusted here again)."""
     args = build_parser().parse_args(argv)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print(NO_TTY_MESSAGE, file=sys.stderr)
-        return 2
     _color_environment(os.environ)
     app = build_app(args, SettingsLoader(args))
     app.run()
