@@ -211,6 +211,8 @@ class WarmServer:
         data, fds, _flags, _addr = socket.recv_fds(conn, MAX_MESSAGE, 3)
         try:
             request = json.loads(data)
+            if not isinstance(request, dict):
+                raise WarmStartRefused("the request is not a JSON object")
             if request.get("ping"):  # `agent doctor` asks whether we run, and which code
                 send_message(conn, {"server": os.getpid(), "stamp": self.stamp})
                 return

@@ -129,3 +129,11 @@ def test_no_server_answers_no_ping(tmp_path: Path) -> None:
     assert ping(str(tmp_path / "none.sock")) is None
     (tmp_path / "file.sock").write_text("")
     assert ping(str(tmp_path / "file.sock")) is None
+
+
+def test_a_request_that_is_not_an_object_is_refused_not_a_crash(server: WarmServer) -> None:
+    client, conn = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with client, conn:
+        client.send(b"[1, 2]")
+        with pytest.raises(WarmStartRefused, match="not a JSON object"):
+            server.handle(conn)
